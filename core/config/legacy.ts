@@ -25,7 +25,7 @@ export function parseLegacyRule(cur: Cursor, d: Draft, verb: 'accept' | 'reject'
   let userbase: TableRef | undefined;
   let method: ActionMethod | undefined;
   let methodPos: Pos = pos;
-  const text = `${verb} ${cur.tokens.slice(1).map(show).join(' ')}`;
+  const text = cur.tokens.slice(1).reduce<string>((acc, t) => `${acc}${t.type === ',' ? '' : ' '}${show(t)}`, verb);
 
   while (!cur.atEnd()) {
     const bang = cur.acceptType('!');
@@ -181,9 +181,11 @@ function parseLegacyRelay(cur: Cursor, d: Draft): ActionMethod {
 
 /** Reuses an action with the same delivery, else names a new one after its method. */
 function legacyActionName(d: Draft, method: ActionMethod, pos: Pos): string {
-  const key = JSON.stringify(method);
+  // Same delivery = same method and tables, wherever the tables were written.
+  const sameDelivery = (m: ActionMethod) => JSON.stringify(m, (k, v: unknown) => (k === 'pos' ? undefined : v));
+  const key = sameDelivery(method);
   for (const a of d.actions.values()) {
-    if (a.legacy && JSON.stringify(a.method) === key) return a.name;
+    if (a.legacy && sameDelivery(a.method) === key) return a.name;
   }
   const base = method.type === 'maildir' ? 'local' : method.type === 'relay' ? 'relay' : 'forward';
   let name = base;

@@ -5,8 +5,9 @@
  * and `include "file"`, so the parser only ever sees expanded statements.
  *
  * A `$` starts a macro reference only at the start of a token and before a
- * letter or `_` (as OpenSMTPD), so password hashes like `$2b$08$…` and
- * `$6$…` stay literal.
+ * letter or `_` (as OpenSMTPD), and not when the name runs into another `$`,
+ * so password hashes like `$2b$08$…`, `$6$…` and `$argon2id$v=19$…` stay
+ * literal.
  */
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
@@ -189,9 +190,17 @@ function scan(text: string, file: string, diagnostics: Diagnostic[]): RawToken[]
   let i = 0;
   const n = text.length;
   const posAt = (idx: number): Pos => ({ file, line, col: idx - lineStart + 1 });
+  // A statement with a lexical error is dropped whole: its one error is
+  // reported here, not again by the parser as a truncated statement.
+  let broken = false;
+  const lexError = (pos: Pos, message: string) => {
+    diagnostics.push({ pos, message });
+    broken = true;
+  };
   const endStatement = () => {
-    if (current.length > 0) statements.push(current);
+    if (current.length > 0 && !broken) statements.push(current);
     current = [];
+    broken = false;
   };
   const newline = (idx: number) => {
     line++;
@@ -259,7 +268,7 @@ function scan(text: string, file: string, diagnostics: Diagnostic[]): RawToken[]
         i++;
       }
       if (!closed) {
-        diagnostics.push({ pos, message: 'unterminated quoted string' });
+        lexError(pos, 'unterminated quoted string');
         continue;
       }
       current.push({ type: 'string', value, pos });
@@ -269,13 +278,13 @@ function scan(text: string, file: string, diagnostics: Diagnostic[]): RawToken[]
       const close = text.indexOf('>', i + 1);
       const nl = text.indexOf('\n', i + 1);
       if (close === -1 || (nl !== -1 && nl < close)) {
-        diagnostics.push({ pos, message: "'<' without closing '>': table references are written <name>" });
+        lexError(pos, "'<' without closing '>': table references are written <name>");
         i = nl === -1 ? n : nl;
         continue;
       }
       const name = text.slice(i + 1, close).trim();
       if (!/^[A-Za-z0-9_.\-]+$/.test(name)) {
-        diagnostics.push({ pos, message: `invalid table name <${name}>` });
+        lexError(pos, `invalid table name <${name}>`);
       } else {
         current.push({ type: 'table', value: name, pos });
       }
@@ -284,12 +293,15 @@ function scan(text: string, file: string, diagnostics: Diagnostic[]): RawToken[]
     }
     // A bare word: runs to whitespace or a delimiter.
     const start = i;
-    const isMacro = c === '$' && /[A-Za-z_]/.test(text[i + 1] ?? '');
-    if (isMacro) {
-      i++;
-      while (i < n && /[A-Za-z0-9_]/.test(text[i]!)) i++;
-      current.push({ type: 'word', value: text.slice(start + 1, i), pos, macro: true });
-      continue;
+    if (c === '$' && /[A-Za-z_]/.test(text[i + 1] ?? '')) {
+      let end = i + 1;
+      while (end < n && /[A-Za-z0-9_]/.test(text[end]!)) end++;
+      // `$argon2id$v=19$…` is a password hash, not the macro `$argon2id`.
+      if (text[end] !== '$') {
+        current.push({ type: 'word', value: text.slice(start + 1, end), pos, macro: true });
+        i = end;
+        continue;
+      }
     }
     while (i < n) {
       const d = text[i]!;
@@ -306,7 +318,7 @@ function scan(text: string, file: string, diagnostics: Diagnostic[]): RawToken[]
       i++;
     }
     if (i === start) {
-      diagnostics.push({ pos, message: `unexpected character '${c}'` });
+      lexError(pos, `unexpected character '${c}'`);
       i++;
       continue;
     }

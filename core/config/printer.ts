@@ -90,12 +90,13 @@ export function printConfig(config: Config): string {
 
 function printPki(p: PkiDecl): string[] {
   const lines: string[] = [];
-  if (p.cert !== undefined) lines.push(`pki ${p.name} cert ${quote(p.cert)}`);
-  if (p.key !== undefined) lines.push(`pki ${p.name} key ${quote(p.key)}`);
-  if (p.ca !== undefined) lines.push(`pki ${p.name} ca ${quote(p.ca)}`);
-  if (p.dhe !== undefined) lines.push(`pki ${p.name} dhe ${p.dhe}`);
-  if (p.acme) lines.push(`pki ${p.name} acme${p.acme.altNames.length ? ` alt-names { ${p.acme.altNames.join(', ')} }` : ''}`);
-  if (p.selfSigned) lines.push(`pki ${p.name} self-signed`);
+  const name = quote(p.name);
+  if (p.cert !== undefined) lines.push(`pki ${name} cert ${quote(p.cert)}`);
+  if (p.key !== undefined) lines.push(`pki ${name} key ${quote(p.key)}`);
+  if (p.ca !== undefined) lines.push(`pki ${name} ca ${quote(p.ca)}`);
+  if (p.dhe !== undefined) lines.push(`pki ${name} dhe ${p.dhe}`);
+  if (p.acme) lines.push(`pki ${name} acme${p.acme.altNames.length ? ` alt-names { ${p.acme.altNames.join(', ')} }` : ''}`);
+  if (p.selfSigned) lines.push(`pki ${name} self-signed`);
   return lines;
 }
 

@@ -1,0 +1,76 @@
+/**
+ * The control protocol between the `appliance` commands and the running
+ * process (like smtpctl ↔ smtpd): one JSON object per line over a Unix
+ * socket of mode 0600. A request is `{ id, method, params }`; the answer is
+ * zero or more `{ id, progress }` lines then one `{ id, ok: true, result }`
+ * or `{ id, ok: false, error: { code, message } }`. Lines are bounded.
+ */
+
+export const MAX_LINE_BYTES = 1024 * 1024;
+
+export interface TableEntryView {
+  readonly key: string;
+  /** Masked for credentials. */
+  readonly value: string;
+}
+
+export interface LookupView {
+  readonly kind: string;
+  readonly result: 'found' | 'none' | 'tempfail';
+  /** Printable value when found (credentials masked). */
+  readonly value?: string;
+  readonly error?: string;
+}
+
+/** Each method: its params and its result. */
+export interface ControlMethods {
+  ping: { params: Record<string, never>; result: { pid: number; version: string; configPath: string } };
+  'table.list': { params: { table: string }; result: { entries: TableEntryView[] } };
+  'table.add': { params: { table: string; key: string; value: string }; result: { replaced: boolean } };
+  'table.del': { params: { table: string; key: string }; result: { removed: boolean } };
+  'table.lookup': { params: { table: string; key: string; kind?: string }; result: LookupView };
+}
+
+export type ControlMethod = keyof ControlMethods;
+
+export interface ControlRequest<M extends ControlMethod = ControlMethod> {
+  readonly id: number;
+  readonly method: M;
+  readonly params: ControlMethods[M]['params'];
+}
+
+export type ControlErrorCode = 'usage' | 'not-found' | 'failed' | 'unknown-method';
+
+export type ControlResponse =
+  | { readonly id: number; readonly progress: string }
+  | { readonly id: number; readonly ok: true; readonly result: unknown }
+  | { readonly id: number; readonly ok: false; readonly error: { readonly code: ControlErrorCode; readonly message: string } };
+
+/** A failure a control handler reports to the client (usage → exit 2, others → exit 1). */
+export class ControlError extends Error {
+  readonly code: ControlErrorCode;
+  constructor(code: ControlErrorCode, message: string) {
+    super(message);
+    this.name = 'ControlError';
+    this.code = code;
+  }
+}
+
+/** Splits a byte stream into lines, refusing any longer than the bound. */
+export class LineSplitter {
+  private buffer = '';
+  private readonly onLine: (line: string) => void;
+  constructor(onLine: (line: string) => void) {
+    this.onLine = onLine;
+  }
+  push(chunk: string): void {
+    this.buffer += chunk;
+    let nl: number;
+    while ((nl = this.buffer.indexOf('\n')) !== -1) {
+      const line = this.buffer.slice(0, nl);
+      this.buffer = this.buffer.slice(nl + 1);
+      if (line.trim() !== '') this.onLine(line);
+    }
+    if (this.buffer.length > MAX_LINE_BYTES) throw new Error('control line too long');
+  }
+}

@@ -1,0 +1,83 @@
+#!/usr/bin/env node
+/**
+ * `appliance`: the one command. Dispatches to the verbs; maps failures to
+ * exit codes (0 ok, 1 operational failure, 2 bad usage or bad config) and
+ * prints each as one line on stderr.
+ */
+import { TableOpenError } from '../core/tables/registry.ts';
+import { DatabaseLockedError } from '../store/db.ts';
+import { checkCommand, checkHelp } from './commands/check.ts';
+import { initCommand, initHelp } from './commands/init.ts';
+import { startCommand, startHelp } from './commands/start.ts';
+import { tableCommand, tableHelp } from './commands/table.ts';
+import { CommandError, UsageError } from './usage.ts';
+import { version } from './version.ts';
+
+const mainHelp = `usage: appliance <command> [options]      (every command takes -c CONFIG and --help)
+
+  init      write a starter config and create the data directory
+  check     validate the config and print it normalised
+  start     run the mail server
+  table     list, add, del, lookup table entries
+
+The config is -c PATH, else $APPLIANCE_CONFIG, else /etc/appliance/appliance.conf.
+Commands still to come: queue, who, kick, cert, dkim, reload.`;
+
+const commands: Record<string, { run: (args: string[]) => Promise<number>; help: string }> = {
+  init: { run: initCommand, help: initHelp },
+  check: { run: checkCommand, help: checkHelp },
+  start: { run: startCommand, help: startHelp },
+  table: { run: tableCommand, help: tableHelp },
+};
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '-h' || name === '--help' || name === 'help') {
+    const topic = name === 'help' ? rest[0] : undefined;
+    process.stdout.write(`${topic && commands[topic] ? commands[topic].help : mainHelp}\n`);
+    return name === undefined ? 2 : 0;
+  }
+  if (name === '--version' || name === '-V') {
+    process.stdout.write(`appliance ${version}\n`);
+    return 0;
+  }
+  const cmd = commands[name];
+  if (!cmd) {
+    process.stderr.write(`appliance: unknown command "${name}" (${Object.keys(commands).join(', ')}; see appliance --help)\n`);
+    return 2;
+  }
+  try {
+    return await cmd.run(rest);
+  } catch (err) {
+    return report(err);
+  }
+}
+
+function report(err: unknown): number {
+  if (err instanceof UsageError) {
+    process.stderr.write(`${err.message}\n`);
+    return 2;
+  }
+  if (err instanceof TableOpenError) {
+    process.stderr.write(`${err.message}\n`);
+    return 2;
+  }
+  if (err instanceof CommandError || err instanceof DatabaseLockedError) {
+    process.stderr.write(`appliance: ${err.message}\n`);
+    return 1;
+  }
+  const e = err as NodeJS.ErrnoException;
+  process.stderr.write(`appliance: ${e?.message ?? String(err)}\n`);
+  if (process.env.APPLIANCE_DEBUG) process.stderr.write(`${e?.stack ?? ''}\n`);
+  return 1;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`appliance: ${String(err)}\n`);
+    process.exitCode = 1;
+  },
+);
