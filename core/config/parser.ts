@@ -544,8 +544,7 @@ export function parseListen(cur: Cursor, d: Draft, protocol: 'smtp' | 'imap', po
         pki = cur.value('pki name').value;
         break;
       case 'ca':
-        cur.value('ca name');
-        break;
+        cur.fail('client certificate verification ("ca" on listen) is not supported', opt.pos);
       case 'auth':
       case 'auth-optional': {
         const t = cur.peek();
@@ -562,8 +561,7 @@ export function parseListen(cur: Cursor, d: Draft, protocol: 'smtp' | 'imap', po
         hostname = hostnameValue(cur).value;
         break;
       case 'hostnames':
-        tableArg(cur, d, 'hostnames table');
-        break;
+        cur.fail('"hostnames <table>" is not supported; use "hostname NAME"', opt.pos);
       case 'tag': {
         const v = cur.value('tag');
         if (!/^[A-Za-z0-9_.\-]+$/.test(v.value)) cur.fail(`invalid tag "${v.value}"`, v.pos);
@@ -649,11 +647,28 @@ function parseAction(cur: Cursor, d: Draft, pos: Pos): void {
     default:
       cur.fail(`delivery method "${method.value}" is not supported: appliance delivers to Maildir (maildir), relays (relay) or forwards (forward-only)`, method.pos);
   }
-  if (d.actions.has(name.value)) {
-    cur.fail(`action "${name.value}" is defined twice (first at line ${d.actions.get(name.value)!.pos.line})`, name.pos);
+  const existing = d.actions.get(name.value);
+  if (existing?.legacy) {
+    renameLegacyAction(d, existing.name);
+  } else if (existing) {
+    cur.fail(`action "${name.value}" is defined twice (first at line ${existing.pos.line})`, name.pos);
   }
   d.actions.set(name.value, { name: name.value, method: m, pos: name.pos, legacy: false });
   void pos;
+}
+
+/** A legacy line took a name the user gives an action later: the legacy one moves aside. */
+function renameLegacyAction(d: Draft, name: string): void {
+  const action = d.actions.get(name)!;
+  let fresh = `${name}-legacy`;
+  for (let i = 2; d.actions.has(fresh); i++) fresh = `${name}-legacy-${i}`;
+  d.actions.delete(name);
+  d.actions.set(fresh, { ...action, name: fresh });
+  d.rules = d.rules.map((r) =>
+    r.legacyText !== undefined && r.decision.type === 'action' && r.decision.action === name
+      ? { ...r, decision: { ...r.decision, action: fresh } }
+      : r,
+  );
 }
 
 export function parseMaildirAction(cur: Cursor, d: Draft, stopWords: readonly string[] = []): ActionMethod {

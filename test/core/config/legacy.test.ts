@@ -191,3 +191,17 @@ t.test('legacy details', async (t) => {
     t.same(brief(parseErrors('accept from local taged x for any relay\n')), ['1:19: unknown accept option "taged"; did you mean "tagged"?']);
   });
 });
+
+t.test('a legacy rule does not take a name the user gives an action later', async (t) => {
+  const { config } = parseOk(`table users { alice = "${HASH}" }
+listen on 127.0.0.1 port 2525 auth <users>
+accept from any for domain example.org deliver to maildir
+action "local" relay
+match from local for any action "local"
+`);
+  t.same([...config.actions.keys()].sort(), ['local', 'local-legacy']);
+  t.equal(config.actions.get('local')!.method.type, 'relay');
+  t.equal(config.actions.get('local-legacy')!.method.type, 'maildir');
+  t.match(config.rules[0], { decision: { type: 'action', action: 'local-legacy' } });
+  t.match(config.rules[1], { decision: { type: 'action', action: 'local' } });
+});

@@ -29,7 +29,7 @@ t.test('one config with twenty mistakes gives twenty errors, each on its line', 
   };
   t.equal(at('listne on'), 'unknown keyword "listne"; did you mean "listen"?');
   t.equal(at('action "locl"'), 'undefined action "locl"; did you mean "local"?');
-  t.equal(at('auth <usres>'), 'undefined table <usres>');
+  t.equal(at('auth <usres>'), 'undefined table <usres>; did you mean "users"?');
   t.equal(at('pki nope'), 'undefined pki "nope"');
   t.equal(at('table domains { example.com }'), 'table domains is defined twice (first at line 6)');
   t.equal(at('relay host smtp+tls://relay.example.net'), 'action "out" is defined twice (first at line 20)');
