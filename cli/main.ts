@@ -10,6 +10,7 @@ import { checkCommand, checkHelp } from './commands/check.ts';
 import { initCommand, initHelp } from './commands/init.ts';
 import { startCommand, startHelp } from './commands/start.ts';
 import { tableCommand, tableHelp } from './commands/table.ts';
+import { ControlError } from './control/protocol.ts';
 import { CommandError, UsageError } from './usage.ts';
 import { version } from './version.ts';
 
@@ -57,6 +58,10 @@ function report(err: unknown): number {
   if (err instanceof UsageError) {
     process.stderr.write(`${err.message}\n`);
     return 2;
+  }
+  if (err instanceof ControlError) {
+    process.stderr.write(err.code === 'usage' ? `${err.message}\n` : `appliance: ${err.message}\n`);
+    return err.code === 'usage' ? 2 : 1;
   }
   if (err instanceof TableOpenError) {
     process.stderr.write(`${err.message}\n`);

@@ -33,7 +33,6 @@ export async function passwordFromTerminal(): Promise<string> {
 }
 
 function ask(prompt: string): Promise<string> {
-  process.stderr.write(prompt);
   let muted = true;
   const output = new Writable({
     write(chunk: Buffer, _enc, cb) {
@@ -41,7 +40,9 @@ function ask(prompt: string): Promise<string> {
       cb();
     },
   });
+  // The interface puts the terminal in raw mode (no echo) before the prompt appears.
   const rl = createInterface({ input: process.stdin, output, terminal: true });
+  process.stderr.write(prompt);
   return new Promise((resolve) => {
     rl.question('', (answer) => {
       muted = false;

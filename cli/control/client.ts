@@ -4,6 +4,7 @@
  * back to opening the data directory themselves.
  */
 import { connect, type Socket } from 'node:net';
+import { withSocketPath } from './socket-path.ts';
 import { ControlError, LineSplitter, type ControlMethod, type ControlMethods, type ControlResponse } from './protocol.ts';
 
 export class ControlClient {
@@ -67,7 +68,9 @@ export class ControlClient {
 /** Connects, or answers null when nothing is listening on the socket. */
 export function connectControl(path: string, timeoutMs = 3000): Promise<ControlClient | null> {
   return new Promise((resolve, reject) => {
-    const socket = connect(path);
+    const { socket, done } = withSocketPath(path, (address, done) => ({ socket: connect(address), done }));
+    socket.once('connect', done);
+    socket.once('error', done);
     const timer = setTimeout(() => {
       socket.destroy();
       reject(new Error(`the control socket ${path} did not answer within ${timeoutMs} ms`));

@@ -6,6 +6,7 @@
 import { chmodSync, unlinkSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from '../../core/log.ts';
+import { withSocketPath } from './socket-path.ts';
 import { ControlError, LineSplitter, type ControlMethod, type ControlMethods, type ControlRequest } from './protocol.ts';
 
 export type ControlHandlers = {
@@ -18,10 +19,14 @@ export async function startControlServer(path: string, handlers: ControlHandlers
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     const old = process.umask(0o177);
-    server.listen(path, () => {
-      process.umask(old);
-      server.off('error', reject);
-      resolve();
+    withSocketPath(path, (address, done) => {
+      server.once('error', done);
+      server.listen(address, () => {
+        done();
+        process.umask(old);
+        server.off('error', reject);
+        resolve();
+      });
     });
   });
   chmodSync(path, 0o600);
@@ -31,12 +36,18 @@ export async function startControlServer(path: string, handlers: ControlHandlers
 
 async function removeStaleSocket(path: string): Promise<void> {
   const live = await new Promise<boolean>((resolve) => {
-    const s = connect(path);
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
+    withSocketPath(path, (address, done) => {
+      const s = connect(address);
+      s.once('connect', () => {
+        done();
+        s.destroy();
+        resolve(true);
+      });
+      s.once('error', () => {
+        done();
+        resolve(false);
+      });
     });
-    s.once('error', () => resolve(false));
   });
   if (live) throw new Error(`another appliance is already running (its control socket ${path} answers)`);
   try {

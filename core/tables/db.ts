@@ -34,7 +34,7 @@ export class DbTable implements Table {
       {
         get: async (k) => {
           const v = await kv.get(k);
-          return v === undefined ? undefined : (JSON.parse(v) as StoredEntry).value;
+          return v === undefined ? undefined : (JSON.parse(v) as StoredEntry);
         },
         all: async function* () {
           for await (const [k, v] of kv.entries()) yield [k, (JSON.parse(v) as StoredEntry).value] as const;

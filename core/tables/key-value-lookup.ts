@@ -28,7 +28,8 @@ import {
 
 /** Raw access to the stored entries; the kind semantics are applied on top. */
 export interface EntrySource {
-  get(key: string): Promise<string | undefined>;
+  /** The entry stored under a normalised key, with its key as written. */
+  get(key: string): Promise<{ readonly key: string; readonly value: string } | undefined>;
   /** All entries; used only for kinds that cannot be answered by key (netaddr, wildcards). */
   all(): AsyncIterable<readonly [string, string]>;
 }
@@ -43,13 +44,13 @@ export async function lookupEntries<K extends LookupKind>(
   rawKey: string,
 ): Promise<LookupResult<LookupValues[K]>> {
   try {
-    return (await lookupKind(source, kind, normalizeKey(rawKey), rawKey)) as LookupResult<LookupValues[K]>;
+    return (await lookupKind(source, kind, normalizeKey(rawKey))) as LookupResult<LookupValues[K]>;
   } catch (err) {
     return tempfail(err instanceof Error ? err : new Error(String(err)));
   }
 }
 
-async function lookupKind(source: EntrySource, kind: LookupKind, key: string, rawKey: string): Promise<LookupResult<unknown>> {
+async function lookupKind(source: EntrySource, kind: LookupKind, key: string): Promise<LookupResult<unknown>> {
   switch (kind) {
     case 'domain': {
       const d = key.replace(/\.$/, '');
@@ -78,29 +79,29 @@ async function lookupKind(source: EntrySource, kind: LookupKind, key: string, ra
       return notFound;
     }
     case 'alias': {
-      const v = await source.get(key);
+      const v = (await source.get(key))?.value;
       if (v === undefined) return notFound;
       const targets = splitList(v);
       return targets.length > 0 ? found(targets) : notFound;
     }
     case 'credentials': {
-      const v = await source.get(key);
-      if (v === undefined || v === '') return notFound;
-      return found({ username: rawKey.trim(), hash: v });
+      const e = await source.get(key);
+      if (e === undefined || e.value === '') return notFound;
+      return found({ username: e.key, hash: e.value });
     }
     case 'userinfo': {
-      const v = await source.get(key);
-      if (v === undefined) return notFound;
-      return found(parseUserInfo(rawKey.trim(), v));
+      const e = await source.get(key);
+      if (e === undefined) return notFound;
+      return found(parseUserInfo(e.key, e.value));
     }
     case 'mailaddrmap': {
-      const v = await source.get(key);
+      const v = (await source.get(key))?.value;
       if (v === undefined) return notFound;
       if (v === '' || isPasswordHash(v)) return found([key]);
       return found(splitList(v).map((s) => s.toLowerCase()));
     }
     case 'source': {
-      const v = await source.get(key);
+      const v = (await source.get(key))?.value;
       if (v === undefined) return notFound;
       return found(splitList(v));
     }
@@ -131,19 +132,19 @@ export function servicesOf(form: 'list' | 'map'): ReadonlySet<LookupKind> {
 
 /** An in-memory entry source (inline and file tables). */
 export class MapEntries implements EntrySource {
-  private readonly map: ReadonlyMap<string, string>;
+  private readonly map: ReadonlyMap<string, { readonly key: string; readonly value: string }>;
   constructor(entries: Iterable<readonly [string, string]>) {
-    const map = new Map<string, string>();
-    for (const [k, v] of entries) map.set(normalizeKey(k), v);
+    const map = new Map<string, { key: string; value: string }>();
+    for (const [key, value] of entries) map.set(normalizeKey(key), { key, value });
     this.map = map;
   }
   get size(): number {
     return this.map.size;
   }
-  async get(key: string): Promise<string | undefined> {
+  async get(key: string): Promise<{ readonly key: string; readonly value: string } | undefined> {
     return this.map.get(key);
   }
   async *all(): AsyncIterable<readonly [string, string]> {
-    yield* this.map;
+    for (const [k, e] of this.map) yield [k, e.value] as const;
   }
 }
