@@ -1,12 +1,15 @@
 /** `appliance check`: parse and validate, print the normalised config (smtpd -n). */
 import { printConfig } from '../../core/config/printer.ts';
-import { loadConfigOrThrow } from '../load.ts';
+import { formatDiagnostic } from '../../core/config/diagnostics.ts';
+import { checkFileTables } from '../../core/tables/registry.ts';
+import { ConfigErrors, loadConfigOrThrow } from '../load.ts';
 import { configPath, parse } from '../usage.ts';
 
 export const checkHelp = `usage: appliance check [-c CONFIG] [--quiet]
 
 Parses and validates the config and prints it back normalised: macros
 expanded, includes inlined, defaults shown, legacy rules in modern form.
+File tables are read too: a missing file or a malformed line is an error.
 Every error is printed as PATH:LINE:COL: message; exit status 2 if any.`;
 
 export async function checkCommand(args: string[]): Promise<number> {
@@ -16,6 +19,8 @@ export async function checkCommand(args: string[]): Promise<number> {
     return 0;
   }
   const config = loadConfigOrThrow(configPath(values));
+  const tableErrors = checkFileTables(config);
+  if (tableErrors.length > 0) throw new ConfigErrors(tableErrors.map(formatDiagnostic));
   if (!values.quiet) process.stdout.write(printConfig(config));
   return 0;
 }

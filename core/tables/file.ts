@@ -34,6 +34,8 @@ export function parseTableFile(text: string, path: string): ParsedTableFile {
   const seen = new Map<string, number>();
   let listLines = 0;
   let mapLines = 0;
+  // A `key:` line whose values may all come on continuation lines (aliases(5) logical lines).
+  let awaiting: { readonly key: string; readonly line: number } | undefined;
   const rows = text.split(/\r?\n/);
   for (let i = 0; i < rows.length; i++) {
     const lineNo = i + 1;
@@ -43,11 +45,14 @@ export function parseTableFile(text: string, path: string): ParsedTableFile {
     if (/^[ \t]/.test(content)) {
       // aliases(5) continuation of the previous entry's value list.
       const last = entries[entries.length - 1];
-      if (!last || last[1] === '') throw new TableFileError(path, lineNo, 'continuation line without an entry to continue');
-      last[1] = `${last[1]}, ${content.trim().replace(/^,\s*/, '')}`.replace(/,\s*,/g, ',');
+      if (!last || (last[1] === '' && !awaiting)) throw new TableFileError(path, lineNo, 'continuation line without an entry to continue');
+      const more = content.trim().replace(/^,\s*/, '').replace(/,\s*$/, '');
+      last[1] = (last[1] === '' ? more : `${last[1]}, ${more}`).replace(/,\s*,/g, ',');
+      awaiting = undefined;
       continue;
     }
-    const m = /^("(?:[^"\\]|\\.)*"|\S+)\s*(.*)$/.exec(content.trimEnd());
+    if (awaiting) throw new TableFileError(path, awaiting.line, `"${awaiting.key}:" has no value`);
+    const m = /^("(?:[^"\\]|\\.)*":?|\S+)\s*(.*)$/.exec(content.trimEnd());
     if (!m) throw new TableFileError(path, lineNo, `cannot parse "${raw.trim()}"`);
     let key = m[1]!;
     // aliases(5) form "key: value"; a word ending in ':' that is an IPv6 range stays a key.
@@ -55,13 +60,13 @@ export function parseTableFile(text: string, path: string): ParsedTableFile {
     if (colonForm) key = key.slice(0, -1);
     if (key.startsWith('"')) key = key.slice(1, -1).replace(/\\(.)/g, '$1');
     const value = m[2]!.trim().replace(/,\s*$/, '');
-    if (colonForm && value === '') throw new TableFileError(path, lineNo, `"${key}:" has no value`);
+    if (colonForm && value === '') awaiting = { key, line: lineNo };
     if (key.includes('\0') || value.includes('\0')) throw new TableFileError(path, lineNo, 'NUL byte');
     const norm = key.toLowerCase();
     const first = seen.get(norm);
     if (first !== undefined) throw new TableFileError(path, lineNo, `duplicate key "${key}" (first at line ${first})`);
     seen.set(norm, lineNo);
-    if (value === '') listLines++;
+    if (value === '' && !colonForm) listLines++;
     else mapLines++;
     if (listLines > 0 && mapLines > 0) {
       throw new TableFileError(path, lineNo, `mixes list entries (a key alone) with key-value entries (first such line: ${lines[0] ?? lineNo})`);
@@ -69,6 +74,7 @@ export function parseTableFile(text: string, path: string): ParsedTableFile {
     entries.push([key, value]);
     lines.push(lineNo);
   }
+  if (awaiting) throw new TableFileError(path, awaiting.line, `"${awaiting.key}:" has no value`);
   return { form: mapLines > 0 ? 'map' : 'list', entries };
 }
 

@@ -6,7 +6,9 @@
 import type { Config, TableDecl } from '../config/types.ts';
 import type { KeyValueStore } from './db.ts';
 import { DbTable } from './db.ts';
-import { FileTable, type FileTableOptions } from './file.ts';
+import { readFileSync } from 'node:fs';
+import type { Diagnostic } from '../config/diagnostics.ts';
+import { FileTable, TableFileError, parseTableFile, type FileTableOptions } from './file.ts';
 import { InlineTable } from './inline.ts';
 import { UnavailableLdapTable } from './ldap.ts';
 import type { Table } from './types.ts';
@@ -63,6 +65,29 @@ export function openTable(decl: TableDecl, deps: TableDeps): Table {
     case 'ldap':
       return new UnavailableLdapTable(decl.name, s.path);
   }
+}
+
+/**
+ * Reads every file table once, as `check` does: a missing file or a malformed
+ * line is an error (the line is named), before anything is started.
+ */
+export function checkFileTables(config: Config): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  for (const decl of config.tables.values()) {
+    if (decl.source.type !== 'file') continue;
+    try {
+      parseTableFile(readFileSync(decl.source.path, 'utf8'), decl.source.path);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      if (e instanceof TableFileError) {
+        out.push({ pos: { file: e.path, line: e.line, col: 1 }, message: e.message.slice(e.message.indexOf(': ', e.path.length) + 2) });
+      } else {
+        const reason = e.code === 'ENOENT' ? 'no such file' : e.message;
+        out.push({ pos: decl.pos, message: `table ${decl.name}: cannot read ${decl.source.path}: ${reason}` });
+      }
+    }
+  }
+  return out;
 }
 
 /** Opens every table of the config; all-or-nothing (closes what it opened on failure). */

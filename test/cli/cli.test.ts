@@ -217,3 +217,28 @@ t.test('every command has --help, and usage errors exit 2', async (t) => {
   const version = await run(['--version']);
   t.match(version.stdout, /^appliance \d+\.\d+\.\d+/);
 });
+
+t.test('check reads file tables: a malformed line is named, a missing file is an error', async (t) => {
+  const dir = t.testdir({
+    'aliases': 'postmaster: alice@example.org\n# fine\nabuse:\n',
+    'appliance.conf': '',
+  });
+  const conf = join(dir, 'appliance.conf');
+  writeFileSync(
+    conf,
+    `data-dir "${join(dir, 'data')}"
+table users { "alice@example.org" = "$2b$10$abcdefghijklmnopqrstuu5A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5" }
+table aliases file:aliases
+table more file:missing
+listen on 127.0.0.1 port 2525 auth <users> tag MX
+action "local" maildir alias <aliases> virtual <more>
+match from any for domain example.org action "local"
+`,
+  );
+  const r = await run(['check', '-c', conf]);
+  t.equal(r.code, 2);
+  t.same(r.stderr.trim().split('\n'), [
+    `${join(dir, 'aliases')}:3:1: "abuse:" has no value`,
+    `${conf}:4:7: table more: cannot read ${join(dir, 'missing')}: no such file`,
+  ]);
+});
