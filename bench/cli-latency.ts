@@ -20,7 +20,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { argon2, randomBytes } from 'node:crypto';
 import { accessSync, constants, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
+import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -368,6 +368,7 @@ function machine(): Record<string, unknown> {
     runs: RUNS,
     warmup_runs: WARMUP,
     max_seconds: MAX_SECONDS,
+    loadavg_1m_at_start: r2(loadavg()[0]!),
     rss_from: TIME_BIN ? '/usr/bin/time -f %M' : '/proc/PID/status VmHWM polled every 1 ms (best effort; apt-get install -y time for exact figures)',
   };
 }
@@ -734,6 +735,7 @@ async function main(): Promise<void> {
   note(`goal: ${verdict(addStopped, 'table add (stopped)')}`);
   note(`goal: ${verdict(results.get('appliance table add (running, control socket)'), 'table add (running)')}`);
   note(`goal: ${verdict(checkRes, 'check')}`);
+  note(`load average (1 min) at the end: ${r2(loadavg()[0]!)} on ${availableParallelism()} CPUs (above ~0.5 at the start or the end, something else was running: figures, above all p99, are disturbed)`);
 }
 
 main()
