@@ -63,6 +63,11 @@ export class Store {
     };
   }
 
+  /** The raw database, for the store modules that own a sublevel (queue, index). */
+  get level(): Level<string, string> {
+    return this.db;
+  }
+
   async close(): Promise<void> {
     await this.db.close();
   }
