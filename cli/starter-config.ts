@@ -49,7 +49,7 @@ action "local" maildir virtual <aliases> userbase <users>
 action "out"   relay
 
 match from any for domain <domains> action "local"
-match tag SUBMIT for any action "out"
+match from any tag SUBMIT for any action "out"
 match from local for any action "out"
 match from any for any reject
 

@@ -8,7 +8,9 @@
  * `+detail` is tried with and without. An address target goes through the
  * rules again as mail from the machine itself (`from local`), so a forward
  * to an outside address needs a rule like `match from local for any action
- * "out"`. A bare name target is a user of the action's userbase. Depth is
+ * "out"`. A bare name target is looked up as an alias again (aliases(5):
+ * `postmaster: root`, `root: alice`) and otherwise is a user of the
+ * action's userbase. Depth is
  * bounded and loops are detected; each distinct final mailbox gets one copy.
  */
 import { addressKey, parseAddress, stripSubaddress, type MailAddress } from './address.ts';
@@ -68,7 +70,10 @@ export async function resolveRecipient(
     if (state.destinations.size > 0) {
       return { kind: 'accept', destinations: [...state.destinations.values()], rule: outcome.rule };
     }
-    return { kind: 'reject', error: state.errors[0] ?? new AppError('USER_UNKNOWN'), rule: outcome.rule };
+    // A temporary failure of any branch (an `error:4xx` alias target) must not become a 5xx.
+    const error = state.errors.find((e) => e.temporary) ?? state.errors[0] ?? new AppError('USER_UNKNOWN');
+    if (error.temporary) return { kind: 'tempfail', error };
+    return { kind: 'reject', error, rule: outcome.rule };
   } catch (err) {
     if (err instanceof Tempfail) {
       return { kind: 'tempfail', error: new AppError('TABLE_TEMPFAIL', err.message, { cause: err.cause }) };
@@ -92,7 +97,7 @@ async function rejectionFor(config: Config, tables: TableLookup, rcpt: MailAddre
   return new AppError('RELAY_DENIED');
 }
 
-async function deliverWith(state: State, action: ActionDecl, address: MailAddress, depth: number): Promise<void> {
+async function deliverWith(state: State, action: ActionDecl, address: MailAddress, depth: number, catchAll = true): Promise<void> {
   if (state.destinations.size >= MAX_DESTINATIONS) {
     state.errors.push(new AppError('ALIAS_LOOP', `more than ${MAX_DESTINATIONS} destinations`));
     return;
@@ -110,13 +115,13 @@ async function deliverWith(state: State, action: ActionDecl, address: MailAddres
   state.visited.add(visitKey);
   const delim = state.config.smtp.subAddrDelim;
   const base = stripSubaddress(address, delim).base;
-  const targets = await lookupAliases(state, m, address, base);
+  const targets = await lookupAliases(state, m, address, base, catchAll);
   if (targets === null) {
     if (m.type === 'forward-only') {
       state.errors.push(new AppError('USER_UNKNOWN'));
       return;
     }
-    await deliverToUser(state, action, m, base, [addressKey(base), base.local.toLowerCase()]);
+    await deliverToUser(state, action, m, base, userKeys(base));
     return;
   }
   for (const raw of targets) {
@@ -138,7 +143,7 @@ async function deliverWith(state: State, action: ActionDecl, address: MailAddres
       const t = parsed.address;
       if (addressKey(t) === addressKey(base) || addressKey(t) === addressKey(address)) {
         // user@x: user@x — the address is its own mailbox.
-        if (m.type === 'maildir') await deliverToUser(state, action, m, base, [addressKey(base), base.local.toLowerCase()]);
+        if (m.type === 'maildir') await deliverToUser(state, action, m, base, userKeys(base));
         else state.errors.push(new AppError('USER_UNKNOWN'));
         continue;
       }
@@ -155,11 +160,19 @@ async function deliverWith(state: State, action: ActionDecl, address: MailAddres
       continue;
     }
     const user: MailAddress = { local: target, domain: base.domain };
-    const userKey = `${action.name}:${addressKey(user)}`;
-    if (state.visited.has(userKey) && userKey !== visitKey) {
-      continue; // already delivered (or being expanded) through another alias
+    if (target.toLowerCase() === base.local.toLowerCase()) {
+      // alice: alice — the name is its own mailbox.
+      await deliverToUser(state, action, m, user, [addressKey(user), target.toLowerCase()]);
+      continue;
     }
-    await deliverToUser(state, action, m, user, [addressKey(user), target.toLowerCase()]);
+    if (state.visited.has(`${action.name}:${addressKey(user)}`)) {
+      // Reached before: a diamond (harmless, its mailbox is already a destination) or a loop.
+      state.errors.push(new AppError('ALIAS_LOOP', `alias loop through ${target}`));
+      continue;
+    }
+    // aliases(5): a name may itself be an alias (postmaster: root, root: alice); never the catch-all.
+    // Names stay within this table, so the visited set bounds them; depth counts address hops.
+    await deliverWith(state, action, user, depth, false);
   }
 }
 
@@ -180,15 +193,18 @@ async function lookupAliases(
   m: MaildirAction | { readonly type: 'forward-only'; readonly alias?: MaildirAction['alias']; readonly virtual?: MaildirAction['virtual'] },
   address: MailAddress,
   base: MailAddress,
+  withCatchAll = true,
 ): Promise<readonly string[] | null> {
   const full = addressKey(address);
   const baseKey = addressKey(base);
   const local = address.local.toLowerCase();
   const baseLocal = base.local.toLowerCase();
-  const catchAll = `@${address.domain}`;
+  const catchAll = withCatchAll ? [`@${address.domain}`] : [];
   const tries: [MaildirAction['alias'], string[]][] = [];
-  if (m.virtual) tries.push([m.virtual, unique([full, baseKey, catchAll])]);
-  if (m.alias) tries.push([m.alias, unique([full, baseKey, local, baseLocal, catchAll])]);
+  if (m.virtual) tries.push([m.virtual, unique([full, baseKey, ...catchAll])]);
+  // A local part holding an '@' (`"bob@other.org"@ours`) is never tried alone: it would read as another address.
+  const bare = [local, baseLocal].filter((k) => !k.includes('@'));
+  if (m.alias) tries.push([m.alias, unique([full, baseKey, ...bare, ...catchAll])]);
   for (const [ref, keys] of tries) {
     const table = state.tables.get(ref!.name);
     if (!table) throw new Tempfail(`table ${ref!.name} is not open`);
@@ -232,6 +248,12 @@ function aliasError(target: string): AppError {
   return m?.[1] === '4'
     ? new AppError('TABLE_TEMPFAIL', text || 'temporary failure from alias')
     : new AppError('USER_UNKNOWN', text || 'rejected by alias');
+}
+
+/** The userbase keys of an address: the full address, then the bare local part unless it holds an '@'. */
+function userKeys(base: MailAddress): string[] {
+  const local = base.local.toLowerCase();
+  return local.includes('@') ? [addressKey(base)] : [addressKey(base), local];
 }
 
 function unique(keys: string[]): string[] {

@@ -61,13 +61,19 @@ export async function matchRules(
   return { kind: 'reject', rule: null };
 }
 
+/**
+ * A rule holds when all its conditions do. A condition that cannot be decided
+ * (tempfail) decides the rule only if no other condition is false: a rule
+ * with a false condition cannot match whatever the table would have said.
+ */
 async function ruleHolds(config: Config, tables: TableLookup, rule: MatchRule, s: SessionFacts, e: Envelope): Promise<Truth> {
+  let undecided: Truth = true;
   for (const c of rule.conditions) {
     const t = await conditionHolds(config, tables, c, s, e);
-    if (t === true) continue;
-    return t;
+    if (t === false) return false;
+    if (t !== true && undecided === true) undecided = t;
   }
-  return true;
+  return undecided;
 }
 
 async function conditionHolds(config: Config, tables: TableLookup, c: Condition, s: SessionFacts, e: Envelope): Promise<Truth> {

@@ -825,13 +825,25 @@ function parseMatch(cur: Cursor, d: Draft, pos: Pos): MatchRule {
   }
 }
 
+const implicitConditions = new WeakSet<Condition>();
+
+function implicit(c: Condition): Condition {
+  implicitConditions.add(c);
+  return c;
+}
+
+/** True for a `from local`/`for local` the rule did not write (a default). */
+export function isImplicit(c: Condition): boolean {
+  return implicitConditions.has(c);
+}
+
 /** OpenSMTPD's defaults: a rule without `from` is `from local`, without `for` is `for local`. */
 export function withDefaults(conditions: Condition[], pos: Pos): Condition[] {
   const out = [...conditions];
-  if (!out.some((c) => c.type === 'from')) out.unshift({ type: 'from', from: { kind: 'local' }, negate: false, pos });
+  if (!out.some((c) => c.type === 'from')) out.unshift(implicit({ type: 'from', from: { kind: 'local' }, negate: false, pos }));
   if (!out.some((c) => c.type === 'for')) {
     const idx = out.findIndex((c) => c.type === 'from');
-    out.splice(idx + 1, 0, { type: 'for', for: { kind: 'local' }, negate: false, pos });
+    out.splice(idx + 1, 0, implicit({ type: 'for', for: { kind: 'local' }, negate: false, pos }));
   }
   return out;
 }

@@ -6,6 +6,7 @@
  */
 import { didYouMean, type Diagnostic, type Pos } from './diagnostics.ts';
 import type { LookupKind } from '../tables/types.ts';
+import { isImplicit } from './parser.ts';
 import type { Condition, Config, ListenerDecl, MatchRule, TableDecl, TableRef } from './types.ts';
 
 interface TableUse {
@@ -104,6 +105,11 @@ export function validateConfig(config: Config): Diagnostic[] {
       if (c.type === 'tag' && !allTags.has(c.tag)) {
         warn(c.pos, `no listener sets tag "${c.tag}"${didYouMean(c.tag, [...allTags])}`);
       }
+    }
+    const implicitFrom = r.conditions.some((c) => c.type === 'from' && isImplicit(c));
+    const remoteTag = r.conditions.some((c) => c.type === 'tag' && !c.negate && config.listeners.some((l) => l.tag === c.tag && !isLoopbackListener(l)));
+    if (implicitFrom && !r.legacyText && (remoteTag || r.conditions.some((c) => c.type === 'auth' && !c.negate))) {
+      warn(r.pos, 'this rule names no "from", which means "from local": remote clients of the tagged or authenticated sessions will not match; write "from any" if that is meant');
     }
     if (catchAll) {
       err(r.pos, `unreachable rule: the rule at line ${catchAll.pos.line} matches every message first`);

@@ -4,7 +4,7 @@
  * temporary instead of a rejection. Each rule set is a config text and a
  * table of (session, sender, recipient) → action name | reject | tempfail.
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { parseAddress, type MailAddress } from '../../core/address.ts';
 import { formatDiagnostic, parseConfigText, type Config } from '../../core/config/index.ts';
 import { describeEnvelope, isLocalDomain, matchRules, type SessionFacts } from '../../core/rules.ts';
@@ -77,7 +77,7 @@ const loopback = (more: Partial<SessionFacts> = {}): SessionFacts => ({ local: t
 /** [description, session, MAIL FROM ('' = <>), RCPT TO, expected: action name | 'reject' | 'tempfail'] */
 type Case = readonly [string, SessionFacts, string, string, string];
 
-async function run(t: Tap, c: Config, tables: Map<string, Table>, cases: readonly Case[]): Promise<void> {
+async function run(t: Test, c: Config, tables: Map<string, Table>, cases: readonly Case[]): Promise<void> {
   for (const [what, session, from, to, expected] of cases) {
     const envelope = { mailFrom: from === '' ? null : addr(from), rcptTo: addr(to) };
     const o = await matchRules(c, tables, session, envelope);
@@ -85,7 +85,6 @@ async function run(t: Tap, c: Config, tables: Map<string, Table>, cases: readonl
     t.equal(got, expected, `${what}: ${describeEnvelope(envelope)} → ${expected}`);
   }
 }
-type Tap = { equal: (a: unknown, b: unknown, m?: string) => boolean };
 
 t.test('the SPEC example rules', async (t) => {
   const c = config(`
@@ -226,7 +225,7 @@ match from any for domain <domains> helo <helos> action "friend"
 match from any for domain <domains> mail-from <lists> action "lists"
 match from any for domain <domains> !tls action "plain"
 match from any for domain <domains> !tag MX action "internal"
-match from any !from src <lan> for domain <domains> !auth action "outsider"
+match !from src <lan> for domain <domains> !auth action "outsider"
 match from any for domain <domains> action "local"
 match from any for any reject
 `);

@@ -201,3 +201,21 @@ t.test('warnings do not fail the check', async (t) => {
   t.ok(r.warnings.every((w) => w.severity === 'warning'));
   t.same(brief(parse('listen on lo\n').warnings), ['1:1: no match rules: every recipient will be rejected']);
 });
+
+t.test('a tag or auth rule without "from" is "from local": check warns', async (t) => {
+  const { parseConfigText, formatDiagnostic } = await import('../../../core/config/index.ts');
+  const base = `table users { alice = "$2b$10$abcdefghijklmnopqrstuu5A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5" }
+pki p self-signed
+listen on 0.0.0.0 port 587 tls-require pki p auth <users> tag SUBMIT
+action "out" relay
+`;
+  const implicit = parseConfigText(`${base}match tag SUBMIT for any action "out"\n`, '/etc/appliance/appliance.conf');
+  t.ok(implicit.ok);
+  t.same(implicit.warnings.map(formatDiagnostic), [
+    '/etc/appliance/appliance.conf:5:1: warning: this rule names no "from", which means "from local": remote clients of the tagged or authenticated sessions will not match; write "from any" if that is meant',
+  ]);
+  const explicit = parseConfigText(`${base}match from any tag SUBMIT for any action "out"\n`, '/etc/appliance/appliance.conf');
+  t.same(explicit.warnings, [], 'no warning when from is written');
+  const local = parseConfigText(`${base}match from local tag SUBMIT for any action "out"\n`, '/etc/appliance/appliance.conf');
+  t.same(local.warnings, [], 'no warning for an explicit from local');
+});
