@@ -9,6 +9,8 @@ import { DatabaseLockedError } from '../store/db.ts';
 import { checkCommand, checkHelp } from './commands/check.ts';
 import { initCommand, initHelp } from './commands/init.ts';
 import { startCommand, startHelp } from './commands/start.ts';
+import { queueCommand, queueHelp } from './commands/queue.ts';
+import { reloadCommand, reloadHelp } from './commands/reload.ts';
 import { tableCommand, tableHelp } from './commands/table.ts';
 import { ControlError } from './control/protocol.ts';
 import { CommandError, UsageError } from './usage.ts';
@@ -20,15 +22,19 @@ const mainHelp = `usage: appliance <command> [options]      (every command takes
   check     validate the config and print it normalised
   start     run the mail server
   table     list, add, del, lookup table entries
+  queue     show the queue
+  reload    make the running appliance re-read its config
 
 The config is -c PATH, else $APPLIANCE_CONFIG, else /etc/appliance/appliance.conf.
-Commands still to come: queue, who, kick, cert, dkim, reload.`;
+Commands still to come: queue flush/remove/hold/release, who, kick, cert, dkim.`;
 
 const commands: Record<string, { run: (args: string[]) => Promise<number>; help: string }> = {
   init: { run: initCommand, help: initHelp },
   check: { run: checkCommand, help: checkHelp },
   start: { run: startCommand, help: startHelp },
   table: { run: tableCommand, help: tableHelp },
+  queue: { run: queueCommand, help: queueHelp },
+  reload: { run: reloadCommand, help: reloadHelp },
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -1,79 +1,171 @@
 /**
  * The running appliance: the one place that wires real implementations
- * together (config, store, tables, control socket; the protocol listeners
- * plug in here). Reload is all-or-nothing: the new config is parsed,
- * validated and its tables opened before one reference is swapped.
+ * together — config, certificates, store, queue, tables, SMTP listeners,
+ * local retry, control socket.
+ *
+ * Start order: certificates are read and ports bound while still root, then
+ * privileges are dropped, then the database is opened; sessions arriving in
+ * between get 421. Reload is all-or-nothing: the new config is parsed,
+ * validated and its tables opened before one reference is swapped; sessions
+ * already open see the new rules at their next command. SIGTERM stops
+ * accepting, lets sessions finish within a deadline, then closes the store.
  */
 import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { sweepSpool } from '../store/maildir.ts';
 import type { Server } from 'node:net';
-import { loadConfig, formatDiagnostic } from '../core/config/index.ts';
-import type { Config } from '../core/config/types.ts';
+import { AuthFailureLimiter } from '../core/auth/failures.ts';
+import { formatDiagnostic, loadConfig } from '../core/config/index.ts';
+import { printListener } from '../core/config/printer.ts';
+import type { Config, ListenerDecl } from '../core/config/types.ts';
 import type { Logger } from '../core/log.ts';
-import { openTables, type TableSet } from '../core/tables/registry.ts';
+import { openTables, type TableDeps, type TableSet } from '../core/tables/registry.ts';
+import { loadCertificates, type TlsRegistry } from '../core/tls.ts';
 import { Store } from '../store/db.ts';
+import { Queue, type QueuedMessage } from '../store/queue.ts';
+import { MaildirFirstCommit, type InboundCommit } from '../smtp/inbound.ts';
+import { bindAddresses, closeListener, startSmtpListener, type BoundListener, type ListenerDeps } from '../smtp/listeners.ts';
+import { LocalRetry } from '../smtp/local-retry.ts';
+import { connectControl } from './control/client.ts';
 import { startControlServer, type ControlHandlers } from './control/server.ts';
+import { CommandError } from './usage.ts';
 import { chownDataDir, dropPrivileges, runAsUser } from './privileges.ts';
 import { addEntry, delEntry, listTable, lookupEntry } from './table-admin.ts';
 import { version } from './version.ts';
 
 export class Appliance {
-  config: Config;
-  tables: TableSet;
-  readonly store: Store;
-  readonly log: Logger;
+  private currentConfig: Config;
+  private currentTables: TableSet | null = null;
+  private store: Store | null = null;
+  private queue: Queue | null = null;
+  private inbound: InboundCommit | null = null;
+  private localRetry: LocalRetry | null = null;
   private control: Server | null = null;
+  private listeners: BoundListener[] = [];
+  private ready = false;
   private stopping = false;
+  readonly log: Logger;
+  readonly tls: TlsRegistry;
+  private readonly connectionsByIp = new Map<string, number>();
+  private readonly authFailures: AuthFailureLimiter;
 
-  private constructor(config: Config, store: Store, tables: TableSet, log: Logger) {
-    this.config = config;
-    this.store = store;
-    this.tables = tables;
+  private constructor(config: Config, tls: TlsRegistry, log: Logger) {
+    this.currentConfig = config;
+    this.tls = tls;
     this.log = log;
+    this.authFailures = new AuthFailureLimiter({ maxFailures: config.auth.maxFailures, windowMs: 15 * 60_000 });
+  }
+
+  get config(): Config {
+    return this.currentConfig;
+  }
+
+  /** The listening SMTP sockets (address and actual port), for tests and logs. */
+  get smtpListeners(): readonly { address: string; port: number; decl: ListenerDecl }[] {
+    return this.listeners;
   }
 
   static async start(config: Config, log: Logger): Promise<Appliance> {
+    // One process owns the data directory: say so before trying to bind its ports.
+    const running = await connectControl(config.control.socket).catch(() => null);
+    if (running) {
+      running.close();
+      throw new CommandError(`another appliance is already running (its control socket ${config.control.socket} answers)`);
+    }
     mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+    const swept = await sweepSpool(join(config.dataDir, 'spool')).catch(() => 0);
+    if (swept > 0) log.info({ files: swept }, 'removed spool files left by an interrupted run (never acknowledged)');
     const user = runAsUser(config.user, config.dataDir);
+    const tls = await loadCertificates(config, log.child({ component: 'tls' }));
     if (user) chownDataDir(config.dataDir, user);
-    // Ports below 1024 are bound here, before the switch, once listeners exist.
-    if (user) {
-      dropPrivileges(user);
-      log.info({ user: user.name, uid: user.uid }, 'dropped privileges');
-    }
-    const store = await Store.open(config.dataDir);
-    let tables: TableSet;
+    const app = new Appliance(config, tls, log);
     try {
-      tables = openTables(config, tableDeps(store, log));
-    } catch (err) {
-      await store.close();
-      throw err;
-    }
-    const app = new Appliance(config, store, tables, log);
-    try {
+      for (const decl of config.listeners) await app.bind(decl);
+      if (config.imap.listeners.length > 0) {
+        log.warn({ listeners: config.imap.listeners.length }, 'IMAP listeners are configured but IMAP is not served by this version yet');
+      }
+      if (user) {
+        dropPrivileges(user);
+        log.info({ user: user.name, uid: user.uid }, 'dropped privileges');
+      }
+      app.store = await Store.open(config.dataDir);
+      app.queue = Queue.open(app.store);
+      app.currentTables = openTables(config, app.tableDeps());
+      app.inbound = new MaildirFirstCommit({ dataDir: config.dataDir, queue: app.queue, hostname: () => app.config.hostname });
+      app.localRetry = new LocalRetry({
+        queue: app.queue,
+        dataDir: config.dataDir,
+        hostname: () => app.config.hostname,
+        ttl: () => app.config.queue.ttl,
+        log: log.child({ component: 'local-retry' }),
+      });
+      app.localRetry.start();
       app.control = await startControlServer(config.control.socket, app.controlHandlers(), log.child({ component: 'control' }));
+      app.ready = true;
     } catch (err) {
-      await tables.close();
-      await store.close();
+      await app.stop();
       throw err;
     }
     return app;
   }
 
+  private listenerDeps(): ListenerDeps {
+    const app = this;
+    return {
+      config: () => app.currentConfig,
+      tables: () => app.currentTables!,
+      log: app.log,
+      authFailures: app.authFailures,
+      get inbound(): InboundCommit {
+        return app.inbound!;
+      },
+      connectionsByIp: app.connectionsByIp,
+      shuttingDown: () => !app.ready || app.stopping,
+      sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+      tls: app.tls,
+    };
+  }
+
+  private async bind(decl: ListenerDecl): Promise<void> {
+    for (const address of bindAddresses(decl)) {
+      this.listeners.push(await startSmtpListener(decl, address, this.listenerDeps()));
+    }
+  }
+
+  private tableDeps(): TableDeps {
+    const tlog = this.log.child({ component: 'table' });
+    const store = this.store!;
+    return {
+      kv: (name: string) => store.tableStore(name),
+      file: {
+        onReload: (entries: number) => tlog.info({ entries }, 'table file reloaded'),
+        onReloadError: (err: Error) => tlog.error({ err: err.message }, 'table file change refused; previous contents stay'),
+      },
+    };
+  }
+
   private controlHandlers(): ControlHandlers {
+    const tables = () => this.currentTables!;
     return {
       ping: async () => ({ pid: process.pid, version, configPath: this.config.path }),
-      'table.list': async ({ table }) => ({ entries: await listTable(this.config, this.tables, table) }),
+      'table.list': async ({ table }) => ({ entries: await listTable(this.config, tables(), table) }),
       'table.add': async ({ table, key, value }) => {
-        const r = await addEntry(this.config, this.tables, table, key, value);
+        const r = await addEntry(this.config, tables(), table, key, value);
         this.log.info({ component: 'table', table, key, replaced: r.replaced }, 'table entry added');
         return r;
       },
       'table.del': async ({ table, key }) => {
-        const r = await delEntry(this.config, this.tables, table, key);
+        const r = await delEntry(this.config, tables(), table, key);
         this.log.info({ component: 'table', table, key }, 'table entry removed');
         return r;
       },
-      'table.lookup': async ({ table, key, kind }) => lookupEntry(this.config, this.tables, table, key, kind),
+      'table.lookup': async ({ table, key, kind }) => lookupEntry(this.config, tables(), table, key, kind),
+      'queue.show': async () => {
+        const out: QueuedMessage[] = [];
+        for await (const m of this.queue!.list()) out.push(m);
+        return { messages: out };
+      },
+      reload: async () => ({ reloaded: await this.reload() }),
     };
   }
 
@@ -84,41 +176,58 @@ export class Appliance {
       this.log.error({ errors: r.errors.map(formatDiagnostic) }, 'reload refused: the config has errors; the running config stays');
       return false;
     }
-    if (r.config.dataDir !== this.config.dataDir || r.config.control.socket !== this.config.control.socket) {
-      this.log.error('reload refused: data-dir and control socket change only with a restart');
+    const next = r.config;
+    if (next.dataDir !== this.config.dataDir || next.control.socket !== this.config.control.socket || next.user !== this.config.user) {
+      this.log.error('reload refused: data-dir, user and control socket change only with a restart');
       return false;
     }
     let tables: TableSet;
     try {
-      tables = openTables(r.config, tableDeps(this.store, this.log));
+      tables = openTables(next, this.tableDeps());
     } catch (err) {
       this.log.error({ err: (err as Error).message }, 'reload refused: a table cannot be opened; the running config stays');
       return false;
     }
-    const old = this.tables;
-    this.config = r.config;
-    this.tables = tables;
-    await old.close();
-    this.log.info({ files: r.config.files }, 'config reloaded');
+    const oldTables = this.currentTables;
+    this.currentConfig = next;
+    this.currentTables = tables;
+    await oldTables?.close();
+    await this.reconcileListeners(next);
+    this.log.info({ files: next.files }, 'config reloaded');
     return true;
+  }
+
+  /** Listeners whose line changed are replaced; unchanged ones keep their sessions. */
+  private async reconcileListeners(next: Config): Promise<void> {
+    const keyOf = (d: ListenerDecl) => printListener(d, (t) => t.name);
+    const wanted = new Map(next.listeners.map((d) => [keyOf(d), d]));
+    const keep: BoundListener[] = [];
+    for (const l of this.listeners) {
+      if (wanted.has(keyOf(l.decl))) keep.push(l);
+      else {
+        await closeListener(l);
+        this.log.info({ listen: `${l.address}:${l.port}` }, 'listener closed by reload');
+      }
+    }
+    const have = new Set(keep.map((l) => keyOf(l.decl)));
+    this.listeners = keep;
+    for (const [key, decl] of wanted) {
+      if (have.has(key)) continue;
+      try {
+        await this.bind(decl);
+      } catch (err) {
+        this.log.error({ err: (err as Error).message }, 'reload: a new listener could not be opened');
+      }
+    }
   }
 
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    await Promise.all(this.listeners.map(closeListener));
+    await this.localRetry?.stop();
     await new Promise<void>((resolve) => (this.control ? this.control.close(() => resolve()) : resolve()));
-    await this.tables.close();
-    await this.store.close();
+    await this.currentTables?.close();
+    await this.store?.close();
   }
-}
-
-function tableDeps(store: Store, log: Logger) {
-  const tlog = log.child({ component: 'table' });
-  return {
-    kv: (name: string) => store.tableStore(name),
-    file: {
-      onReload: (entries: number) => tlog.info({ entries }, 'table file reloaded'),
-      onReloadError: (err: Error) => tlog.error({ err: err.message }, 'table file change refused; previous contents stay'),
-    },
-  };
 }

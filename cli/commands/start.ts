@@ -32,13 +32,10 @@ export async function startCommand(args: string[]): Promise<number> {
       dataDir: config.dataDir,
       tables: [...config.tables.values()].filter((t) => !t.anonymous).length,
       control: config.control.socket,
+      smtp: app.smtpListeners.map((l) => `${l.address}:${l.port}`),
     },
     'appliance ready',
   );
-  const configured = config.listeners.length + config.imap.listeners.length;
-  if (configured > 0) {
-    log.warn({ listeners: configured }, 'SMTP and IMAP listeners are configured but not served by this version yet (tables and the control socket are)');
-  }
   // Keep the event loop alive while serving (the control server is unref'd).
   const keepAlive = setInterval(() => undefined, 1 << 30);
   return new Promise<number>((resolve) => {

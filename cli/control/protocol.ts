@@ -6,6 +6,8 @@
  * or `{ id, ok: false, error: { code, message } }`. Lines are bounded.
  */
 
+import type { QueuedMessage } from '../../store/queue.ts';
+
 export const MAX_LINE_BYTES = 1024 * 1024;
 
 export interface TableEntryView {
@@ -29,6 +31,8 @@ export interface ControlMethods {
   'table.add': { params: { table: string; key: string; value: string }; result: { replaced: boolean } };
   'table.del': { params: { table: string; key: string }; result: { removed: boolean } };
   'table.lookup': { params: { table: string; key: string; kind?: string }; result: LookupView };
+  'queue.show': { params: Record<string, never>; result: { messages: QueuedMessage[] } };
+  reload: { params: Record<string, never>; result: { reloaded: boolean } };
 }
 
 export type ControlMethod = keyof ControlMethods;
