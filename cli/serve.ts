@@ -165,6 +165,18 @@ export class Appliance {
         for await (const m of this.queue!.list()) out.push(m);
         return { messages: out };
       },
+      'queue.flush': async (_params, progress) => {
+        const q = this.queue!;
+        let scheduled = 0;
+        for await (const m of q.list()) if (await q.schedule(m.id)) scheduled++;
+        progress(`${scheduled} messages scheduled now`);
+        // Local deliveries are retried here and now; remote ones wait for the outbound runner.
+        await this.localRetry!.runOnce();
+        return { scheduled, remaining: await q.count() };
+      },
+      'queue.remove': async ({ id }) => ({ done: await this.queue!.remove(id) }),
+      'queue.hold': async ({ id }) => ({ done: await this.queue!.hold(id) }),
+      'queue.release': async ({ id }) => ({ done: await this.queue!.release(id) }),
       reload: async () => ({ reloaded: await this.reload() }),
     };
   }

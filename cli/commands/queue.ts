@@ -7,14 +7,20 @@ import { Queue, toQueueShowEntry } from '../../store/queue.ts';
 import { Store } from '../../store/db.ts';
 import { connectControl } from '../control/client.ts';
 import { loadConfigOrThrow } from '../load.ts';
-import { UsageError, configPath, parse } from '../usage.ts';
+import { CommandError, UsageError, configPath, parse } from '../usage.ts';
 
-export const queueHelp = `usage: appliance queue show [-c CONFIG] [--json]
+export const queueHelp = `usage: appliance queue show [--json]
+       appliance queue flush
+       appliance queue remove|hold|release <id>
+       (all take -c CONFIG)
 
-Lists the queued messages: id, age, sender, size and each recipient's state
-(pending, deferred, held, delivered, failed), attempts, next attempt and
-last error. Remote mail waits here; so does local mail whose delivery
-failed for a while (disk full, permissions) until it is retried.`;
+show lists the queued messages: id, age, sender, size and each recipient's
+state (pending, deferred, held, delivered, failed), attempts, next attempt
+and last error. Remote mail waits here; so does local mail whose delivery
+failed for a while (disk full, permissions) until it is retried.
+flush makes everything due now and retries local deliveries at once;
+remove deletes a message; hold stops its delivery until release.
+Everything but show needs the appliance running.`;
 
 export async function queueCommand(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, {});
@@ -23,8 +29,12 @@ export async function queueCommand(args: string[]): Promise<number> {
     return 0;
   }
   const [verb, ...rest] = positionals;
-  if (verb !== 'show' || rest.length > 0) throw new UsageError(verb === undefined ? queueHelp : `unknown queue command "${positionals.join(' ')}" (this version has: queue show)`);
+  if (verb === undefined) throw new UsageError(queueHelp);
   const config = loadConfigOrThrow(configPath(values), { warnings: false });
+  if (verb === 'flush' || verb === 'remove' || verb === 'hold' || verb === 'release') {
+    return queueControl(config.control.socket, verb, rest);
+  }
+  if (verb !== 'show' || rest.length > 0) throw new UsageError(`unknown queue command "${positionals.join(' ')}" (show, flush, remove, hold, release)`);
   const messages = await listQueue(config.control.socket, config.dataDir);
   if (values.json) {
     process.stdout.write(`${JSON.stringify(messages.map(toQueueShowEntry), null, 2)}\n`);
@@ -43,6 +53,25 @@ export async function queueCommand(args: string[]): Promise<number> {
     }
   }
   return 0;
+}
+
+async function queueControl(socket: string, verb: 'flush' | 'remove' | 'hold' | 'release', args: string[]): Promise<number> {
+  if (verb === 'flush' ? args.length !== 0 : args.length !== 1) throw new UsageError(`usage: appliance queue ${verb}${verb === 'flush' ? '' : ' <id>'}`);
+  const client = await connectControl(socket);
+  if (!client) throw new CommandError(`the appliance is not running (no answer on ${socket}); queue ${verb} needs it`);
+  try {
+    if (verb === 'flush') {
+      const r = await client.request('queue.flush', {}, (p) => process.stderr.write(`${p}\n`));
+      process.stdout.write(`flushed: ${r.scheduled} scheduled, ${r.remaining} still queued\n`);
+      return 0;
+    }
+    const r = await client.request(`queue.${verb}`, { id: args[0]! });
+    if (!r.done) throw new CommandError(`no message ${args[0]} in the queue`);
+    process.stdout.write(`${args[0]}: ${verb === 'remove' ? 'removed' : verb === 'hold' ? 'held' : 'released'}\n`);
+    return 0;
+  } finally {
+    client.close();
+  }
 }
 
 async function listQueue(socket: string, dataDir: string): Promise<QueuedMessage[]> {

@@ -32,6 +32,10 @@ export interface ControlMethods {
   'table.del': { params: { table: string; key: string }; result: { removed: boolean } };
   'table.lookup': { params: { table: string; key: string; kind?: string }; result: LookupView };
   'queue.show': { params: Record<string, never>; result: { messages: QueuedMessage[] } };
+  'queue.flush': { params: Record<string, never>; result: { scheduled: number; remaining: number } };
+  'queue.remove': { params: { id: string }; result: { done: boolean } };
+  'queue.hold': { params: { id: string }; result: { done: boolean } };
+  'queue.release': { params: { id: string }; result: { done: boolean } };
   reload: { params: Record<string, never>; result: { reloaded: boolean } };
 }
 
