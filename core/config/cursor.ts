@@ -103,6 +103,26 @@ export class Cursor {
     return { value: n, pos: v.pos };
   }
 
+  /**
+   * The items of a `{ … }` block whose `{` was just taken: calls `item` for
+   * each, skipping the optional commas, up to and including the `}`.
+   */
+  braced(open: Token, item: () => void): void {
+    for (;;) {
+      const t = this.peek();
+      if (!t) this.fail("'{' is never closed", open.pos);
+      if (t.type === '}') {
+        this.next();
+        return;
+      }
+      if (t.type === ',') {
+        this.next();
+        continue;
+      }
+      item();
+    }
+  }
+
   fail(message: string, pos: Pos = this.here()): never {
     throw new StatementError(pos, message);
   }

@@ -350,17 +350,7 @@ function inlineTable(cur: Cursor): TableSource {
   const open = cur.next();
   const values: string[] = [];
   const entries: [string, string][] = [];
-  for (;;) {
-    const t = cur.peek();
-    if (!t) cur.fail("'{' is never closed", open.pos);
-    if (t.type === '}') {
-      cur.next();
-      break;
-    }
-    if (t.type === ',') {
-      cur.next();
-      continue;
-    }
+  cur.braced(open, () => {
     const key = cur.value('table entry');
     if (cur.acceptType('=')) {
       const value = cur.value(`value for ${key.value}`);
@@ -368,7 +358,7 @@ function inlineTable(cur: Cursor): TableSource {
     } else {
       values.push(key.value);
     }
-  }
+  });
   if (values.length > 0 && entries.length > 0) {
     cur.fail('a table is either a list { a, b } or a map { k = v }, not both', open.pos);
   }
@@ -461,19 +451,7 @@ function parsePki(cur: Cursor, d: Draft): void {
       if (cur.accept('alt-names')) {
         const open = cur.acceptType('{');
         if (open) {
-          for (;;) {
-            const t = cur.peek();
-            if (!t) cur.fail("'{' is never closed", open.pos);
-            if (t.type === '}') {
-              cur.next();
-              break;
-            }
-            if (t.type === ',') {
-              cur.next();
-              continue;
-            }
-            altNames.push(hostnameValue(cur).value);
-          }
+          cur.braced(open, () => altNames.push(hostnameValue(cur).value));
         } else {
           altNames.push(hostnameValue(cur).value);
         }
