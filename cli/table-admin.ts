@@ -9,48 +9,20 @@
  */
 import { parseAddress, isValidDomain } from '../core/address.ts';
 import { identifyHash, isPasswordHash } from '../core/auth/passwords.ts';
-import type { Config, TableRef } from '../core/config/types.ts';
+import type { Config } from '../core/config/types.ts';
+import { tableUses } from '../core/config/table-uses.ts';
 import type { TableSet } from '../core/tables/registry.ts';
 import { lookupKinds, type LookupKind, type LookupResult, type Table } from '../core/tables/types.ts';
 import { ControlError, type LookupView, type TableEntryView } from './control/protocol.ts';
 
 /** How the config uses each named table (the lookup kinds of its uses). */
-export function tableUses(config: Config): Map<string, Set<LookupKind>> {
+export function tableUsesByName(config: Config): Map<string, Set<LookupKind>> {
   const uses = new Map<string, Set<LookupKind>>();
-  const add = (ref: TableRef | undefined, kind: LookupKind) => {
-    if (!ref) return;
-    let s = uses.get(ref.name);
-    if (!s) uses.set(ref.name, (s = new Set()));
-    s.add(kind);
-  };
-  for (const l of [...config.listeners, ...config.imap.listeners]) {
-    add(l.auth?.table, 'credentials');
-    add(l.senders?.table, 'mailaddrmap');
+  for (const u of tableUses(config)) {
+    let kinds = uses.get(u.ref.name);
+    if (!kinds) uses.set(u.ref.name, (kinds = new Set()));
+    kinds.add(u.kind);
   }
-  for (const a of config.actions.values()) {
-    const m = a.method;
-    if (m.type === 'maildir') {
-      add(m.alias, 'alias');
-      add(m.virtual, 'alias');
-      add(m.userbase, 'userinfo');
-    } else if (m.type === 'forward-only') {
-      add(m.alias, 'alias');
-      add(m.virtual, 'alias');
-    } else {
-      add(m.auth, 'credentials');
-    }
-  }
-  for (const r of config.rules) {
-    for (const c of r.conditions) {
-      if (c.type === 'for' && c.for.kind === 'domain') add(c.for.table, 'domain');
-      else if (c.type === 'for' && c.for.kind === 'rcpt-to') add(c.for.table, 'mailaddr');
-      else if (c.type === 'from' && c.from.kind === 'src') add(c.from.table, 'netaddr');
-      else if (c.type === 'from' && (c.from.kind === 'mail-from' || c.from.kind === 'auth') && c.from.table) add(c.from.table, 'mailaddr');
-      else if ((c.type === 'mail-from' || c.type === 'rcpt-to') && c.table) add(c.table, 'mailaddr');
-      else if (c.type === 'helo') add(c.table, 'domain');
-    }
-  }
-  for (const k of config.dkim) add(k.domains, 'domain');
   return uses;
 }
 
@@ -90,7 +62,7 @@ export async function listTable(config: Config, tables: TableSet, name: string):
 /** Checks a key against the table's uses; throws a usage error that says what is wrong. */
 export function checkKey(config: Config, name: string, key: string): void {
   if (key === '' || /[\s\0]/.test(key)) throw new ControlError('usage', `invalid key "${key}": it must not be empty or contain spaces`);
-  const uses = tableUses(config).get(name) ?? new Set<LookupKind>();
+  const uses = tableUsesByName(config).get(name) ?? new Set<LookupKind>();
   if (uses.has('domain') && !isValidDomain(key.startsWith('*.') ? key.slice(2) : key)) {
     throw new ControlError('usage', `"${key}" is not a valid domain (table ${name} is used as a domain table)`);
   }
@@ -136,7 +108,7 @@ export async function delEntry(config: Config, tables: TableSet, name: string, k
 
 /** The kind used when --kind is not given: what the config uses the table for. */
 export function defaultKind(config: Config, name: string): LookupKind {
-  const uses = tableUses(config).get(name);
+  const uses = tableUsesByName(config).get(name);
   const order: LookupKind[] = ['credentials', 'alias', 'userinfo', 'domain', 'mailaddrmap', 'mailaddr', 'netaddr'];
   for (const k of order) if (uses?.has(k)) return k;
   return 'alias';

@@ -14,7 +14,6 @@ import { networkInterfaces } from 'node:os';
 import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
 import type { Config, ListenerDecl } from '../core/config/types.ts';
 import { printListener } from '../core/config/printer.ts';
-import type { Logger } from '../core/log.ts';
 import { TLS_CIPHERS, TLS_MIN_VERSION, type TlsRegistry } from '../core/tls.ts';
 import { installGreetingDelayOption, LIBRARY_GREETING_DELAY_MS } from './greeting-delay.ts';
 import { SmtpSessionPolicy, type SessionRuntime } from './session.ts';

@@ -27,7 +27,6 @@ import type {
   ListenerDecl,
   LogLevel,
   MatchRule,
-  PkiDecl,
   RelayHost,
   RelayScheme,
   TableDecl,

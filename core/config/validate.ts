@@ -7,22 +7,13 @@
 import { didYouMean, type Diagnostic, type Pos } from './diagnostics.ts';
 import type { LookupKind } from '../tables/types.ts';
 import { isImplicit } from './parser.ts';
-import type { Condition, Config, ListenerDecl, MatchRule, TableDecl, TableRef } from './types.ts';
-
-interface TableUse {
-  readonly ref: TableRef;
-  readonly kind: LookupKind;
-  readonly what: string;
-}
+import { tableUses } from './table-uses.ts';
+import type { Condition, Config, ListenerDecl, MatchRule, TableDecl } from './types.ts';
 
 export function validateConfig(config: Config): Diagnostic[] {
   const out: Diagnostic[] = [];
   const err = (pos: Pos, message: string) => out.push({ pos, message });
   const warn = (pos: Pos, message: string) => out.push({ pos, message, severity: 'warning' });
-  const uses: TableUse[] = [];
-  const use = (ref: TableRef | undefined, kind: LookupKind, what: string) => {
-    if (ref) uses.push({ ref, kind, what });
-  };
 
   // pki
   for (const p of config.pki.values()) {
@@ -63,8 +54,6 @@ export function validateConfig(config: Config): Diagnostic[] {
     }
     if (l.senders && !l.auth) err(l.senders.table.pos, `${label}: senders needs auth (it checks the authenticated user's addresses)`);
     if (l.protocol === 'imap' && !l.auth) err(l.pos, 'imap listen: needs auth <table> (the users who may log in)');
-    use(l.auth?.table, 'credentials', 'auth');
-    use(l.senders?.table, 'mailaddrmap', 'senders');
   }
 
   // actions
@@ -72,15 +61,9 @@ export function validateConfig(config: Config): Diagnostic[] {
   for (const a of config.actions.values()) {
     const m = a.method;
     if (m.type === 'maildir') {
-      use(m.alias, 'alias', 'alias');
-      use(m.virtual, 'alias', 'virtual');
-      use(m.userbase, 'userinfo', 'userbase');
     } else if (m.type === 'forward-only') {
-      use(m.alias, 'alias', 'alias');
-      use(m.virtual, 'alias', 'virtual');
       if (!m.alias && !m.virtual) err(a.pos, `action "${a.name}": forward-only needs alias or virtual <table>`);
     } else {
-      use(m.auth, 'credentials', 'relay auth');
       if (m.auth && !m.host) err(m.auth.pos, `action "${a.name}": relay auth needs a relay host (host smtp+tls://label@host:port)`);
       if (m.host?.label && !m.auth) err(a.pos, `action "${a.name}": relay host names credentials "${m.host.label}" but there is no auth <table>`);
       if (m.host?.label && m.auth) checkLabel(config.tables.get(m.auth.name), m.host.label, m.auth.pos, err);
@@ -101,7 +84,6 @@ export function validateConfig(config: Config): Diagnostic[] {
       else usedActions.add(name);
     }
     for (const c of r.conditions) {
-      ruleTableUses(c, use);
       if (c.type === 'tag' && !allTags.has(c.tag)) {
         warn(c.pos, `no listener sets tag "${c.tag}"${didYouMean(c.tag, [...allTags])}`);
       }
@@ -131,12 +113,9 @@ export function validateConfig(config: Config): Diagnostic[] {
     warn(config.listeners[0]!.pos, 'no match rules: every recipient will be rejected');
   }
 
-  // dkim
-  for (const k of config.dkim) use(k.domains, 'domain', 'dkim sign domain');
-
   // table uses
   const usedTables = new Set<string>();
-  for (const u of uses) {
+  for (const u of tableUses(config)) {
     const t = config.tables.get(u.ref.name);
     usedTables.add(u.ref.name);
     if (!t) {
@@ -156,36 +135,6 @@ export function validateConfig(config: Config): Diagnostic[] {
 function checkLabel(t: TableDecl | undefined, label: string, pos: Pos, err: (p: Pos, m: string) => void): void {
   if (t && t.source.type === 'inline' && t.source.form === 'map' && !t.source.entries.some(([k]) => k === label)) {
     err(pos, `relay credentials "${label}" are not in table ${t.name}`);
-  }
-}
-
-function ruleTableUses(c: Condition, use: (ref: TableRef | undefined, kind: LookupKind, what: string) => void): void {
-  switch (c.type) {
-    case 'from':
-      if (c.from.kind === 'src') use(c.from.table, 'netaddr', 'from src');
-      else if (c.from.kind === 'auth') use(c.from.table, 'mailaddr', 'from auth');
-      else if (c.from.kind === 'rdns') use(c.from.table, 'domain', 'from rdns');
-      else if (c.from.kind === 'mail-from') use(c.from.table, 'mailaddr', 'from mail-from');
-      return;
-    case 'for':
-      if (c.for.kind === 'domain') use(c.for.table, 'domain', 'for domain');
-      else if (c.for.kind === 'rcpt-to') use(c.for.table, 'mailaddr', 'for rcpt-to');
-      return;
-    case 'auth':
-      use(c.table, 'mailaddr', 'auth');
-      return;
-    case 'helo':
-      use(c.table, 'domain', 'helo');
-      return;
-    case 'mail-from':
-      use(c.table, 'mailaddr', 'mail-from');
-      return;
-    case 'rcpt-to':
-      use(c.table, 'mailaddr', 'rcpt-to');
-      return;
-    case 'tag':
-    case 'tls':
-      return;
   }
 }
 
