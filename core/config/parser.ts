@@ -64,7 +64,6 @@ export interface Draft {
     maxRcpt?: number;
     maxMails?: number;
     connectionsPerIp?: number;
-    maxLineLength?: number;
     idleTimeout?: number;
   };
   dkim: DkimSign[];
@@ -974,11 +973,10 @@ function parseSmtp(cur: Cursor, d: Draft): void {
     }
     case 'limit': {
       while (!cur.atEnd()) {
-        const o = cur.keyword(['max-rcpt', 'max-mails', 'connections-per-ip', 'line-length', 'idle-timeout'] as const, 'smtp limit');
+        const o = cur.keyword(['max-rcpt', 'max-mails', 'connections-per-ip', 'idle-timeout'] as const, 'smtp limit');
         if (o.value === 'max-rcpt') d.smtp.maxRcpt = cur.integer('max-rcpt', 1, 100_000).value;
         else if (o.value === 'max-mails') d.smtp.maxMails = cur.integer('max-mails', 1, 1_000_000).value;
         else if (o.value === 'connections-per-ip') d.smtp.connectionsPerIp = cur.integer('connections-per-ip', 1, 100_000).value;
-        else if (o.value === 'line-length') d.smtp.maxLineLength = cur.integer('line-length', 512, 1_000_000).value;
         else d.smtp.idleTimeout = delayValue(cur, 'idle-timeout');
       }
       break;

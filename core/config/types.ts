@@ -180,7 +180,6 @@ export interface SmtpLimits {
   readonly maxRcpt: number;
   readonly maxMails: number;
   readonly connectionsPerIp: number;
-  readonly maxLineLength: number;
   readonly idleTimeout: number;
 }
 
