@@ -22,6 +22,7 @@ import { resolveRecipient, type Destination } from '../core/recipient.ts';
 import type { SessionFacts } from '../core/rules.ts';
 import type { TableSet } from '../core/tables/registry.ts';
 import type { InboundCommit } from './inbound.ts';
+import { FromRewriter } from './masquerade.ts';
 import { receivedHeader } from './received.ts';
 import { replies, replyFor } from './replies.ts';
 
@@ -253,9 +254,15 @@ export class SmtpSessionPolicy {
       maskSource: this.listener.maskSrc,
     });
     const started = Date.now();
+    let body: Readable = stream;
+    if (this.listener.senders?.masquerade && s.authUser !== undefined && s.mailFrom) {
+      const rewriter = new FromRewriter(formatAddress(s.mailFrom));
+      stream.on('error', (err) => rewriter.destroy(err));
+      body = stream.pipe(rewriter);
+    }
     const result = await this.rt.inbound.commit({
       id,
-      stream: stream as Readable,
+      stream: body,
       prefix: Buffer.from(header),
       sender: s.mailFrom,
       recipients: s.accepted,
