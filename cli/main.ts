@@ -28,33 +28,35 @@ const mainHelp = `usage: appliance <command> [options]      (every command takes
 The config is -c PATH, else $APPLIANCE_CONFIG, else /etc/appliance/appliance.conf.
 Commands still to come: queue flush/remove/hold/release, who, kick, cert, dkim.`;
 
-const commands: Record<string, { run: (args: string[]) => Promise<number>; help: string }> = {
-  init: { run: initCommand, help: initHelp },
-  check: { run: checkCommand, help: checkHelp },
-  start: { run: startCommand, help: startHelp },
-  table: { run: tableCommand, help: tableHelp },
-  queue: { run: queueCommand, help: queueHelp },
-  reload: { run: reloadCommand, help: reloadHelp },
+/** Each verb is loaded only when it runs: a short command should not pay for the whole server. */
+const commands: Record<string, () => Promise<{ run: (args: string[]) => Promise<number>; help: string }>> = {
+  init: async () => import('./commands/init.ts').then((m) => ({ run: m.initCommand, help: m.initHelp })),
+  check: async () => import('./commands/check.ts').then((m) => ({ run: m.checkCommand, help: m.checkHelp })),
+  start: async () => import('./commands/start.ts').then((m) => ({ run: m.startCommand, help: m.startHelp })),
+  table: async () => import('./commands/table.ts').then((m) => ({ run: m.tableCommand, help: m.tableHelp })),
+  queue: async () => import('./commands/queue.ts').then((m) => ({ run: m.queueCommand, help: m.queueHelp })),
+  reload: async () => import('./commands/reload.ts').then((m) => ({ run: m.reloadCommand, help: m.reloadHelp })),
 };
 
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === '-h' || name === '--help' || name === 'help') {
     const topic = name === 'help' ? rest[0] : undefined;
-    process.stdout.write(`${topic && commands[topic] ? commands[topic].help : mainHelp}\n`);
+    const load = topic ? commands[topic] : undefined;
+    process.stdout.write(`${load ? (await load()).help : mainHelp}\n`);
     return name === undefined ? 2 : 0;
   }
   if (name === '--version' || name === '-V') {
     process.stdout.write(`appliance ${version}\n`);
     return 0;
   }
-  const cmd = commands[name];
-  if (!cmd) {
+  const load = commands[name];
+  if (!load) {
     process.stderr.write(`appliance: unknown command "${name}" (${Object.keys(commands).join(', ')}; see appliance --help)\n`);
     return 2;
   }
   try {
-    return await cmd.run(rest);
+    return await (await load()).run(rest);
   } catch (err) {
     return report(err);
   }

@@ -13,7 +13,6 @@ import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { generate } from 'selfsigned';
 import type { Config, PkiDecl } from './config/types.ts';
 import type { Logger } from './log.ts';
 
@@ -136,6 +135,8 @@ export async function selfSignedPair(dataDir: string, pki: PkiDecl, log: Logger,
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') log.warn({ pki: pki.name, err: (err as Error).message }, 'stored self-signed certificate unusable; making a new one');
   }
   const names = [pki.name, ...(pki.acme?.altNames ?? [])];
+  // Loaded here only: the X.509 library is large and most runs never generate a certificate.
+  const { generate } = await import('selfsigned');
   const pems = await generate([{ name: 'commonName', value: pki.name }], {
     keySize: 2048,
     algorithm: 'sha256',

@@ -8,16 +8,13 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
 import type { KeyValueStore } from '../core/tables/db.ts';
+import { DatabaseLockedError } from './errors.ts';
+
+export { DatabaseLockedError };
 
 /** classic-level's `sync` (fsync before the write returns); sublevels pass it to the root but do not type it. */
 const SYNC = { sync: true } as object;
 
-export class DatabaseLockedError extends Error {
-  constructor(path: string) {
-    super(`the database ${path} is in use by another process (is "appliance start" running? then its control socket should answer)`);
-    this.name = 'DatabaseLockedError';
-  }
-}
 
 
 export class Store {

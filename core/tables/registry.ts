@@ -12,6 +12,9 @@ import { FileTable, TableFileError, parseTableFile, type FileTableOptions } from
 import { InlineTable } from './inline.ts';
 import { UnavailableLdapTable } from './ldap.ts';
 import type { Table } from './types.ts';
+import { TableOpenError } from './errors.ts';
+
+export { TableOpenError };
 
 export interface TableDeps {
   /** Storage for `db` tables; absent when no data directory is open (e.g. `check`). */
@@ -39,12 +42,6 @@ export class TableSet {
   }
 }
 
-export class TableOpenError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'TableOpenError';
-  }
-}
 
 export function openTable(decl: TableDecl, deps: TableDeps): Table {
   const s = decl.source;
