@@ -24,9 +24,10 @@ const mainHelp = `usage: appliance <command> [options]      (every command takes
   table     list, add, del, lookup table entries
   queue     show the queue
   reload    make the running appliance re-read its config
+  dkim      make a DKIM key (dkim keygen <domain>) and print its DNS record
 
 The config is -c PATH, else $APPLIANCE_CONFIG, else /etc/appliance/appliance.conf.
-Commands still to come: queue flush/remove/hold/release, who, kick, cert, dkim.`;
+Commands still to come: queue flush/remove/hold/release, who, kick, cert.`;
 
 /** Each verb is loaded only when it runs: a short command should not pay for the whole server. */
 const commands: Record<string, () => Promise<{ run: (args: string[]) => Promise<number>; help: string }>> = {
@@ -36,6 +37,7 @@ const commands: Record<string, () => Promise<{ run: (args: string[]) => Promise<
   table: async () => import('./commands/table.ts').then((m) => ({ run: m.tableCommand, help: m.tableHelp })),
   queue: async () => import('./commands/queue.ts').then((m) => ({ run: m.queueCommand, help: m.queueHelp })),
   reload: async () => import('./commands/reload.ts').then((m) => ({ run: m.reloadCommand, help: m.reloadHelp })),
+  dkim: async () => import('./commands/dkim.ts').then((m) => ({ run: m.dkimCommand, help: m.dkimHelp })),
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -26,6 +26,14 @@ import { Queue, type QueuedMessage } from '../store/queue.ts';
 import { MaildirFirstCommit, type InboundCommit } from '../smtp/inbound.ts';
 import { bindAddresses, closeListener, startSmtpListener, type BoundListener, type ListenerDeps } from '../smtp/listeners.ts';
 import { LocalRetry } from '../smtp/local-retry.ts';
+import { DkimSigner } from '../smtp/dkim.ts';
+import { MxResolver } from '../smtp/mx.ts';
+import { OutboundRunner } from '../smtp/outbound.ts';
+import { newTransactionId } from '../smtp/session.ts';
+import { parseAddress } from '../core/address.ts';
+import { resolveRecipient } from '../core/recipient.ts';
+import type { SessionFacts } from '../core/rules.ts';
+import { Readable } from 'node:stream';
 import { connectControl } from './control/client.ts';
 import { startControlServer, type ControlHandlers } from './control/server.ts';
 import { CommandError } from './usage.ts';
@@ -40,6 +48,8 @@ export class Appliance {
   private queue: Queue | null = null;
   private inbound: InboundCommit | null = null;
   private localRetry: LocalRetry | null = null;
+  private outbound: OutboundRunner | null = null;
+  private dkim: DkimSigner | undefined;
   private control: Server | null = null;
   private listeners: BoundListener[] = [];
   private ready = false;
@@ -91,7 +101,15 @@ export class Appliance {
       app.store = await Store.open(config.dataDir);
       app.queue = Queue.open(app.store);
       app.currentTables = openTables(config, app.tableDeps());
-      app.inbound = new MaildirFirstCommit({ dataDir: config.dataDir, queue: app.queue, hostname: () => app.config.hostname });
+      const commit = new MaildirFirstCommit({ dataDir: config.dataDir, queue: app.queue, hostname: () => app.config.hostname });
+      app.inbound = {
+        // Queued relay mail goes out at once, not at the next timer tick.
+        commit: async (req) => {
+          const r = await commit.commit(req);
+          if (r.kind === 'accepted' && r.queued > 0) void app.outbound?.runOnce();
+          return r;
+        },
+      };
       app.localRetry = new LocalRetry({
         queue: app.queue,
         dataDir: config.dataDir,
@@ -100,6 +118,17 @@ export class Appliance {
         log: log.child({ component: 'local-retry' }),
       });
       app.localRetry.start();
+      app.dkim = config.dkim.length > 0 ? await DkimSigner.load(config, app.currentTables, log.child({ component: 'dkim' })) : undefined;
+      app.outbound = new OutboundRunner({
+        queue: app.queue,
+        config: () => app.config,
+        tables: () => app.currentTables!,
+        log: log.child({ component: 'outbound' }),
+        mx: new MxResolver(config.resolver ? { server: { host: config.resolver.host, port: config.resolver.port } } : {}),
+        dkim: () => app.dkim,
+        submitDsn: (recipient, message) => app.submitLocal(recipient, message),
+      });
+      app.outbound.start();
       app.control = await startControlServer(config.control.socket, app.controlHandlers(), log.child({ component: 'control' }));
       app.ready = true;
     } catch (err) {
@@ -170,8 +199,8 @@ export class Appliance {
         let scheduled = 0;
         for await (const m of q.list()) if (await q.schedule(m.id)) scheduled++;
         progress(`${scheduled} messages scheduled now`);
-        // Local deliveries are retried here and now; remote ones wait for the outbound runner.
         await this.localRetry!.runOnce();
+        await this.outbound!.runOnce();
         return { scheduled, remaining: await q.count() };
       },
       'queue.remove': async ({ id }) => ({ done: await this.queue!.remove(id) }),
@@ -179,6 +208,30 @@ export class Appliance {
       'queue.release': async ({ id }) => ({ done: await this.queue!.release(id) }),
       reload: async () => ({ reloaded: await this.reload() }),
     };
+  }
+
+  /**
+   * Mail the appliance writes itself (bounces): routed by the rules as mail
+   * from the machine (`from local`), then made durable like received mail.
+   */
+  async submitLocal(recipient: string, message: Buffer): Promise<void> {
+    const parsed = parseAddress(recipient);
+    if (!parsed.ok) throw new Error(`cannot send to ${recipient}: ${parsed.reason}`);
+    const session: SessionFacts = { local: true, remoteAddress: '', tls: false };
+    const decision = await resolveRecipient(this.config, this.currentTables!, session, { mailFrom: null, rcptTo: parsed.address });
+    if (decision.kind !== 'accept') throw new Error(`no route for ${recipient}: ${decision.error.message}`);
+    const id = newTransactionId();
+    const result = await this.inbound!.commit({
+      id,
+      stream: Readable.from([message]),
+      prefix: Buffer.alloc(0),
+      sender: null,
+      recipients: [{ address: parsed.address, destinations: decision.destinations }],
+      maxBytes: Number.MAX_SAFE_INTEGER,
+      log: this.log.child({ component: 'dsn' }),
+    });
+    this.log.info({ id, to: recipient, ...(result.kind === 'accepted' ? { delivered: result.delivered, queued: result.queued, qid: result.queueId } : {}) }, 'bounce submitted');
+    if (result.kind === 'accepted' && result.queued > 0) void this.outbound?.runOnce();
   }
 
   /** SIGHUP / `appliance reload`: everything or nothing. */
@@ -200,9 +253,11 @@ export class Appliance {
       this.log.error({ err: (err as Error).message }, 'reload refused: a table cannot be opened; the running config stays');
       return false;
     }
+    const dkim = next.dkim.length > 0 ? await DkimSigner.load(next, tables, this.log.child({ component: 'dkim' })) : undefined;
     const oldTables = this.currentTables;
     this.currentConfig = next;
     this.currentTables = tables;
+    this.dkim = dkim;
     await oldTables?.close();
     await this.reconcileListeners(next);
     this.log.info({ files: next.files }, 'config reloaded');
@@ -238,6 +293,7 @@ export class Appliance {
     this.stopping = true;
     await Promise.all(this.listeners.map(closeListener));
     await this.localRetry?.stop();
+    await this.outbound?.stop();
     await new Promise<void>((resolve) => (this.control ? this.control.close(() => resolve()) : resolve()));
     await this.currentTables?.close();
     await this.store?.close();

@@ -47,7 +47,7 @@ export const USERS: readonly TestUser[] = [
  * (tls-require + auth + senders), smtps (auth), users in an inline table,
  * aliases in a file. `extra` is appended; `replace` rewrites the whole rules part.
  */
-export async function writeConfig(dir: string, opts: { extra?: string; rules?: string; aliases?: string; maxSize?: string } = {}): Promise<{ path: string; ports: Ports; dataDir: string }> {
+export async function writeConfig(dir: string, opts: { extra?: string; rules?: string; aliases?: string; maxSize?: string; resolver?: string } = {}): Promise<{ path: string; ports: Ports; dataDir: string }> {
   const ports = { mx: await freePort(), submission: await freePort(), smtps: await freePort() };
   const dataDir = join(dir, 'data');
   const hashes = await Promise.all(USERS.map((u) => hashPassword(u.password, 'bcrypt')));
@@ -75,6 +75,8 @@ smtp max-message-size ${opts.maxSize ?? '1M'}
 auth failure-delay 1s
 auth max-failures 5
 log level debug
+# No DNS here: a closed port fails fast (temporary), unless a test serves a zone.
+resolver ${opts.resolver ?? '127.0.0.1:9'}
 ${opts.extra ?? ''}
 `;
   const path = join(dir, 'appliance.conf');

@@ -1,0 +1,478 @@
+/**
+ * The outbound runner (Postfix's qmgr + smtp, OpenSMTPD's scheduler + mta):
+ * picks due relay recipients from the queue, groups them by route (a relay
+ * host, or the recipient domain's MX), delivers each group in one SMTP
+ * transaction with nodemailer's SMTP client, and records every outcome.
+ *
+ * - The attempt is recorded before dialling (queue.claimDue, mox's rule), so
+ *   a crash never causes a retry storm; kill -9 between the remote 250 and
+ *   our update means that message is delivered twice (at-least-once).
+ * - 2xx delivered; 4xx, connection and DNS trouble deferred with backoff;
+ *   5xx, null MX, NXDOMAIN and `queue ttl` expiry failed with a DSN to the
+ *   sender (never to the null sender). The DSN is queued before the update.
+ * - STARTTLS whenever offered; the certificate is verified and, if that
+ *   fails, delivery goes on unverified unless the action demands `tls` (or
+ *   `smtp+tls://`); the outcome is in the log line of every attempt.
+ * - Concurrency is bounded globally and per destination.
+ */
+import { Readable } from 'node:stream';
+import SMTPConnection from 'nodemailer/lib/smtp-connection';
+import type { Config, RelayAction } from '../core/config/types.ts';
+import type { Logger } from '../core/log.ts';
+import type { TableSet } from '../core/tables/registry.ts';
+import type { Queue, QueuedMessage, QueuedRecipient, RecipientChange } from '../store/queue.ts';
+import type { DkimSigner } from './dkim.ts';
+import { fromDomainOf } from './dkim.ts';
+import { buildDsn, shouldSendDsn, type DsnRecipient } from './dsn.ts';
+import type { MxResolver } from './mx.ts';
+
+export interface OutboundDeps {
+  readonly queue: Queue;
+  config(): Config;
+  tables(): TableSet;
+  readonly log: Logger;
+  readonly mx: MxResolver;
+  readonly dkim?: () => DkimSigner | undefined;
+  /** Where a DSN goes: enqueues or delivers it like any message from the null sender. */
+  submitDsn(recipient: string, message: Buffer): Promise<void>;
+  readonly now?: () => number;
+  readonly intervalMs?: number;
+  readonly maxConcurrent?: number;
+  readonly maxPerDestination?: number;
+  readonly timeouts?: { connect?: number; greeting?: number; socket?: number };
+}
+
+/** One SMTP transaction's worth: a message and the recipients that share a route. */
+interface Job {
+  readonly message: QueuedMessage;
+  readonly recipients: QueuedRecipient[];
+  readonly action: RelayAction;
+  readonly actionName: string;
+  /** Relay host label or recipient domain. */
+  readonly destination: string;
+}
+
+interface Target {
+  readonly host: string;
+  readonly port: number;
+  readonly servername: string;
+  readonly addresses: readonly string[];
+}
+
+type Outcome = { readonly address: string; readonly kind: 'delivered' | 'deferred' | 'failed'; readonly code?: number; readonly enhanced?: string; readonly text: string };
+
+export class OutboundRunner {
+  private readonly d: OutboundDeps;
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<void> | null = null;
+  private active = 0;
+  private readonly perDestination = new Map<string, number>();
+  private stopping = false;
+  private again = false;
+
+  constructor(deps: OutboundDeps) {
+    this.d = deps;
+  }
+
+  private now(): number {
+    return this.d.now?.() ?? Date.now();
+  }
+
+  start(): void {
+    this.timer = setInterval(() => void this.runOnce(), this.d.intervalMs ?? 15_000);
+    this.timer.unref();
+    void this.runOnce();
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.timer) clearInterval(this.timer);
+    await this.running;
+  }
+
+  /** One pass over everything due; a call during a pass asks for one more pass after it. */
+  runOnce(): Promise<void> {
+    if (this.running) {
+      this.again = true;
+      return this.running;
+    }
+    this.running = this.pass()
+      .catch((err: unknown) => this.d.log.error({ err: (err as Error).message }, 'outbound pass failed'))
+      .finally(() => {
+        this.running = null;
+        if (this.again && !this.stopping) {
+          this.again = false;
+          void this.runOnce();
+        }
+      });
+    return this.running;
+  }
+
+  private async pass(): Promise<void> {
+    const config = this.d.config();
+    await this.expire(config);
+    const jobs: Job[] = [];
+    for await (const group of this.d.queue.claimDue(this.now(), (r) => r.transport === 'relay')) {
+      jobs.push(...this.split(config, group.message, [...group.recipients]));
+    }
+    const maxConcurrent = this.d.maxConcurrent ?? 20;
+    const maxPer = this.d.maxPerDestination ?? 4;
+    const pending = [...jobs];
+    const inFlight = new Set<Promise<void>>();
+    while (pending.length > 0 || inFlight.size > 0) {
+      if (this.stopping) break;
+      const i = pending.findIndex((j) => this.active < maxConcurrent && (this.perDestination.get(j.destination) ?? 0) < maxPer);
+      if (i === -1 || pending.length === 0) {
+        if (inFlight.size === 0) break;
+        await Promise.race(inFlight);
+        continue;
+      }
+      const job = pending.splice(i, 1)[0]!;
+      this.active++;
+      this.perDestination.set(job.destination, (this.perDestination.get(job.destination) ?? 0) + 1);
+      const p: Promise<void> = this.run(job).finally(() => {
+        this.active--;
+        this.perDestination.set(job.destination, (this.perDestination.get(job.destination) ?? 1) - 1);
+        inFlight.delete(p);
+      });
+      inFlight.add(p);
+    }
+    await Promise.all(inFlight);
+  }
+
+  /** Recipients of one message → jobs: one per relay action and destination domain. */
+  private split(config: Config, message: QueuedMessage, recipients: QueuedRecipient[]): Job[] {
+    const jobs = new Map<string, Job>();
+    for (const r of recipients) {
+      const action = config.actions.get(r.action);
+      if (!action || action.method.type !== 'relay') {
+        // The action was renamed or removed by a reload: relay by MX, as the mail was accepted for relaying.
+        this.d.log.warn({ qid: message.id, to: r.address, action: r.action }, 'queued action no longer exists; delivering by MX');
+      }
+      const method: RelayAction = action?.method.type === 'relay' ? action.method : { type: 'relay', backup: false };
+      const domain = r.address.slice(r.address.lastIndexOf('@') + 1).toLowerCase();
+      const destination = method.host ? `${method.host.host}:${method.host.port}` : domain;
+      const key = `${r.action}|${destination}`;
+      let job = jobs.get(key);
+      if (!job) jobs.set(key, (job = { message, recipients: [], action: method, actionName: r.action, destination }));
+      job.recipients.push(r);
+    }
+    return [...jobs.values()];
+  }
+
+  private async run(job: Job): Promise<void> {
+    const started = this.now();
+    let outcomes: Outcome[];
+    let via = '';
+    let tls = 'none';
+    try {
+      const r = await this.deliver(job);
+      outcomes = r.outcomes;
+      via = r.via;
+      tls = r.tls;
+    } catch (err) {
+      const e = err as Error;
+      outcomes = job.recipients.map((rc) => ({ address: rc.address, kind: 'deferred', text: e.message }));
+    }
+    for (const o of outcomes) {
+      this.d.log.info(
+        { qid: job.message.id, to: o.address, relay: via || job.destination, tls, delay: Math.round((this.now() - job.message.created) / 1000), attempt_ms: this.now() - started, status: o.kind === 'delivered' ? 'sent' : o.kind === 'failed' ? 'bounced' : 'deferred', response: o.text },
+        `delivery ${o.kind === 'delivered' ? 'sent' : o.kind === 'failed' ? 'bounced' : 'deferred'}`,
+      );
+    }
+    await this.record(job.message, outcomes, via);
+  }
+
+  /** Bounces first (queued), then the outcome: a crash in between can only duplicate a DSN. */
+  private async record(message: QueuedMessage, outcomes: Outcome[], via: string): Promise<void> {
+    const failed = outcomes.filter((o) => o.kind === 'failed');
+    if (failed.length > 0) await this.bounce(message, failed.map((o) => dsnRecipient(o, via, 'failed')));
+    const changes: RecipientChange[] = outcomes.map((o) => ({ address: o.address, state: o.kind, ...(o.kind === 'delivered' ? {} : { lastError: o.text }) }));
+    await this.d.queue.update(message.id, changes);
+  }
+
+  private async bounce(message: QueuedMessage, recipients: DsnRecipient[]): Promise<void> {
+    if (!shouldSendDsn(message.sender)) return;
+    const config = this.d.config();
+    const headers = await readHeaders(this.d.queue.body(message.id));
+    const dsn = buildDsn({
+      reportingMta: config.hostname,
+      originalSender: message.sender,
+      queueId: message.id,
+      arrival: new Date(message.created),
+      recipients,
+      originalHeaders: headers,
+      now: new Date(this.now()),
+    });
+    try {
+      await this.d.submitDsn(dsn.recipient, dsn.message);
+    } catch (err) {
+      this.d.log.error({ qid: message.id, to: dsn.recipient, err: (err as Error).message }, 'could not queue the bounce');
+      throw err;
+    }
+  }
+
+  /** Recipients past `queue ttl` fail with a DSN, whatever their next attempt. */
+  private async expire(config: Config): Promise<void> {
+    const now = this.now();
+    for await (const m of this.d.queue.list()) {
+      if (now - m.created <= config.queue.ttl) continue;
+      const late = m.recipients.filter((r) => r.transport === 'relay' && (r.state === 'pending' || r.state === 'deferred'));
+      if (late.length === 0) continue;
+      const outcomes: Outcome[] = late.map((r) => ({ address: r.address, kind: 'failed', enhanced: '4.4.7', text: `message expired after ${Math.round(config.queue.ttl / 3_600_000)} hours in the queue${r.lastError ? `; last error: ${r.lastError}` : ''}` }));
+      for (const o of outcomes) this.d.log.info({ qid: m.id, to: o.address, status: 'expired' }, 'delivery expired');
+      await this.record(m, outcomes, '');
+    }
+  }
+
+  private async deliver(job: Job): Promise<{ outcomes: Outcome[]; via: string; tls: string }> {
+    const config = this.d.config();
+    const all = (kind: Outcome['kind'], text: string, enhanced?: string): Outcome[] =>
+      job.recipients.map((r) => ({ address: r.address, kind, text, ...(enhanced ? { enhanced } : {}) }));
+    let targets: Target[];
+    if (job.action.host) {
+      const h = job.action.host;
+      targets = [{ host: h.host, port: h.port, servername: h.host, addresses: [h.host] }];
+    } else {
+      const r = await this.d.mx.resolve(job.destination);
+      switch (r.kind) {
+        case 'null-mx':
+          return { outcomes: all('failed', `domain ${job.destination} does not accept mail (null MX)`, '5.1.10'), via: '', tls: 'none' };
+        case 'nxdomain':
+          return { outcomes: all('failed', `domain ${job.destination} does not exist`, '5.1.2'), via: '', tls: 'none' };
+        case 'no-address':
+          return { outcomes: all('deferred', `no address for the mail servers of ${job.destination}`), via: '', tls: 'none' };
+        case 'tempfail':
+          return { outcomes: all('deferred', `DNS lookup for ${job.destination} failed: ${r.error}`), via: '', tls: 'none' };
+        case 'hosts':
+          targets = r.hosts.map((h) => ({ host: h.host, port: 25, servername: h.host, addresses: h.addresses }));
+          break;
+      }
+    }
+    const body = await readAll(this.d.queue.body(job.message.id));
+    const signed = await this.sign(body);
+    let lastError = 'no mail server could be reached';
+    for (const target of targets) {
+      for (const address of target.addresses) {
+        const attempt = await this.transact(config, job, target, address, signed);
+        if (attempt.kind === 'unreachable') {
+          lastError = attempt.text;
+          continue;
+        }
+        return { outcomes: attempt.outcomes, via: `${target.host}[${address}]:${target.port}`, tls: attempt.tls };
+      }
+    }
+    return { outcomes: all('deferred', lastError), via: '', tls: 'none' };
+  }
+
+  private async sign(body: Buffer): Promise<Buffer> {
+    const signer = this.d.dkim?.();
+    if (!signer) return body;
+    const headerEnd = body.indexOf('\r\n\r\n');
+    const domain = fromDomainOf(headerEnd === -1 ? body : body.subarray(0, headerEnd + 2));
+    if (!domain) return body;
+    const { header } = await signer.sign(body, domain);
+    return header ? Buffer.concat([Buffer.from(header), body]) : body;
+  }
+
+  /** One SMTP session to one address. `unreachable` means: try the next address. */
+  private async transact(
+    config: Config,
+    job: Job,
+    target: Target,
+    address: string,
+    body: Buffer,
+  ): Promise<{ kind: 'done'; outcomes: Outcome[]; tls: string } | { kind: 'unreachable'; text: string }> {
+    const scheme = job.action.host?.scheme ?? 'smtp';
+    const mustTls = scheme === 'smtp+tls' || job.action.tls !== undefined;
+    const verify = job.action.tls ? job.action.tls.verify : true;
+    const first = await this.session(config, job, target, address, body, { scheme, requireTls: mustTls, rejectUnauthorized: verify });
+    if (first.kind === 'tls-verify-failed' && !mustTls) {
+      // Opportunistic TLS: an unverifiable certificate still beats plain text (RFC 7435).
+      const second = await this.session(config, job, target, address, body, { scheme, requireTls: false, rejectUnauthorized: false });
+      if (second.kind === 'done') return { ...second, tls: `${second.tls} (unverified: ${first.text})` };
+      return second.kind === 'tls-verify-failed' ? { kind: 'unreachable', text: second.text } : second;
+    }
+    if (first.kind === 'tls-verify-failed') {
+      return { kind: 'done', outcomes: job.recipients.map((r) => ({ address: r.address, kind: 'deferred', text: `TLS required but the certificate does not verify: ${first.text}` })), tls: 'failed' };
+    }
+    return first;
+  }
+
+  private session(
+    config: Config,
+    job: Job,
+    target: Target,
+    address: string,
+    body: Buffer,
+    opts: { scheme: string; requireTls: boolean; rejectUnauthorized: boolean },
+  ): Promise<{ kind: 'done'; outcomes: Outcome[]; tls: string } | { kind: 'unreachable'; text: string } | { kind: 'tls-verify-failed'; text: string }> {
+    return new Promise((resolve) => {
+      const t = this.d.timeouts ?? {};
+      const conn = new SMTPConnection({
+        host: address,
+        port: target.port,
+        secure: opts.scheme === 'smtps',
+        ignoreTLS: opts.scheme === 'smtp+notls',
+        requireTLS: opts.requireTls,
+        opportunisticTLS: !opts.requireTls && opts.scheme !== 'smtp+notls',
+        name: job.action.helo ?? config.hostname,
+        connectionTimeout: t.connect ?? 30_000,
+        greetingTimeout: t.greeting ?? 30_000,
+        socketTimeout: t.socket ?? 120_000,
+        tls: { rejectUnauthorized: opts.rejectUnauthorized, servername: target.servername, minVersion: 'TLSv1.2' },
+        logger: false,
+      });
+      let settled = false;
+      const finish = (v: Parameters<typeof resolve>[0]) => {
+        if (settled) return;
+        settled = true;
+        try {
+          conn.quit();
+        } catch {
+          conn.close();
+        }
+        resolve(v);
+      };
+      const tlsOf = () => {
+        const sock = (conn as unknown as { _socket?: { getProtocol?: () => string | null; getCipher?: () => { name: string } } })._socket;
+        const proto = sock?.getProtocol?.();
+        return proto ? `${proto} ${sock?.getCipher?.()?.name ?? ''}`.trim() : 'none';
+      };
+      conn.once('error', (err: SMTPConnection.SMTPError) => {
+        if (isVerifyError(err)) return finish({ kind: 'tls-verify-failed', text: err.message });
+        if (err.responseCode) {
+          // The server answered the connection (greeting or EHLO) with an error: that is its answer for all.
+          return finish({ kind: 'done', outcomes: job.recipients.map((r) => smtpOutcome(r.address, err.responseCode!, err.response ?? err.message)), tls: tlsOf() });
+        }
+        finish({ kind: 'unreachable', text: `${address}:${target.port}: ${err.message}` });
+      });
+      conn.connect(() => {
+        const send = () => {
+          const envelope: SMTPConnection.Envelope = {
+            from: job.message.sender === '' ? '' : job.message.sender,
+            to: job.recipients.map((r) => r.address),
+            size: body.length,
+            use8BitMime: hasEightBit(body),
+          };
+          conn.send(envelope, Readable.from([body]), (err, info) => {
+            if (err) {
+              if (err.responseCode) {
+                // MAIL FROM, every RCPT, or DATA refused: the same answer for every recipient.
+                const rejected = new Map((err as unknown as { rejectedErrors?: SMTPConnection.SMTPError[] }).rejectedErrors?.map((e) => [(e as { recipient?: string }).recipient ?? '', e]) ?? []);
+                return finish({
+                  kind: 'done',
+                  outcomes: job.recipients.map((r) => {
+                    const e = rejected.get(r.address) ?? err;
+                    return smtpOutcome(r.address, e.responseCode ?? err.responseCode!, e.response ?? err.response ?? err.message);
+                  }),
+                  tls: tlsOf(),
+                });
+              }
+              if (err.code === 'EENVELOPE' && /SMTPUTF8/i.test(err.message)) {
+                return finish({ kind: 'done', outcomes: job.recipients.map((r) => ({ address: r.address, kind: 'failed', enhanced: '5.6.7', text: `the receiving server does not support SMTPUTF8: ${err.message}` })), tls: tlsOf() });
+              }
+              // Lost the connection mid-transaction: the remote may or may not have the message; retry (at-least-once).
+              return finish({ kind: 'done', outcomes: job.recipients.map((r) => ({ address: r.address, kind: 'deferred', text: err.message })), tls: tlsOf() });
+            }
+            const rejected = new Map((info.rejectedErrors ?? []).map((e) => [(e as { recipient?: string }).recipient ?? '', e]));
+            finish({
+              kind: 'done',
+              outcomes: job.recipients.map((r) => {
+                const e = rejected.get(r.address);
+                if (e || info.rejected.includes(r.address)) return smtpOutcome(r.address, e?.responseCode ?? 550, e?.response ?? 'rejected');
+                return { address: r.address, kind: 'delivered', code: 250, text: info.response };
+              }),
+              tls: tlsOf(),
+            });
+          });
+        };
+        const auth = job.action.auth;
+        if (!auth || !job.action.host) return send();
+        void relayCredentials(this.d.tables(), auth.name, job.action.host.label).then(
+          (creds) => {
+            if (!creds) {
+              return finish({ kind: 'done', outcomes: job.recipients.map((r) => ({ address: r.address, kind: 'deferred', text: `no credentials "${job.action.host?.label ?? ''}" in table ${auth.name}` })), tls: tlsOf() });
+            }
+            conn.login({ user: creds.user, pass: creds.pass }, (err) => {
+              if (err) {
+                const code = err.responseCode ?? 0;
+                // A refused login is the operator's to fix: keep the mail (deferred), never bounce it.
+                return finish({ kind: 'done', outcomes: job.recipients.map((r) => ({ address: r.address, kind: 'deferred', ...(code ? { code } : {}), text: `relay authentication failed: ${err.response ?? err.message}` })), tls: tlsOf() });
+              }
+              send();
+            });
+          },
+          (err: Error) => finish({ kind: 'done', outcomes: job.recipients.map((r) => ({ address: r.address, kind: 'deferred', text: err.message })), tls: tlsOf() }),
+        );
+      });
+    });
+  }
+}
+
+function smtpOutcome(address: string, code: number, response: string): Outcome {
+  const enhanced = /\b([245]\.\d{1,3}\.\d{1,3})\b/.exec(response)?.[1];
+  const kind: Outcome['kind'] = code >= 200 && code < 300 ? 'delivered' : code >= 500 ? 'failed' : 'deferred';
+  return { address, kind, code, text: response, ...(enhanced ? { enhanced } : {}) };
+}
+
+function dsnRecipient(o: Outcome, via: string, action: 'failed' | 'delayed'): DsnRecipient {
+  const host = /^([^[\]]+)\[/.exec(via)?.[1];
+  return {
+    address: o.address,
+    action,
+    status: o.enhanced ?? (o.code ? `${Math.floor(o.code / 100)}.0.0` : '5.0.0'),
+    ...(host ? { remoteMta: host } : {}),
+    diagnostic: o.code ? `smtp; ${o.text}` : `X-Appliance; ${o.text}`,
+    lastAttempt: new Date(),
+  };
+}
+
+/** `label = "user:password"` in the relay's auth table (OpenSMTPD's relay credentials). */
+async function relayCredentials(tables: TableSet, tableName: string, label: string | undefined): Promise<{ user: string; pass: string } | null> {
+  const table = tables.get(tableName);
+  if (!table || !label) return null;
+  const r = await table.lookup('credentials', label);
+  if (r.kind === 'tempfail') throw r.error;
+  if (r.kind === 'none') return null;
+  const secret = r.value.hash;
+  const colon = secret.indexOf(':');
+  if (colon <= 0) return null;
+  return { user: secret.slice(0, colon), pass: secret.slice(colon + 1) };
+}
+
+function isVerifyError(err: { code?: string; message: string }): boolean {
+  return /certificate|self[- ]signed|unable to verify|altname|UNABLE_TO_|CERT_|DEPTH_ZERO/i.test(`${err.code ?? ''} ${err.message}`) && err.code !== 'EAUTH';
+}
+
+function hasEightBit(buf: Buffer): boolean {
+  for (const b of buf) if (b > 0x7f) return true;
+  return false;
+}
+
+async function readAll(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of stream) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/** The header block of a queued message (bounded), for DSNs. */
+async function readHeaders(stream: Readable, max = 256 * 1024): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of stream) {
+    chunks.push(c as Buffer);
+    size += (c as Buffer).length;
+    const all = Buffer.concat(chunks);
+    const end = all.indexOf('\r\n\r\n');
+    if (end !== -1) {
+      stream.destroy();
+      return all.subarray(0, end + 2);
+    }
+    if (size > max) {
+      stream.destroy();
+      return all.subarray(0, max);
+    }
+  }
+  return Buffer.concat(chunks);
+}
