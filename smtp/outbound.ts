@@ -111,6 +111,7 @@ export class OutboundRunner {
   private async pass(): Promise<void> {
     const config = this.d.config();
     await this.expire(config);
+    await this.warnDelays(config);
     const jobs: Job[] = [];
     for await (const group of this.d.queue.claimDue(this.now(), (r) => r.transport === 'relay')) {
       jobs.push(...this.split(config, group.message, [...group.recipients]));
@@ -191,7 +192,12 @@ export class OutboundRunner {
     await this.d.queue.update(message.id, changes);
   }
 
-  private async bounce(message: QueuedMessage, recipients: DsnRecipient[]): Promise<void> {
+  private bounce(message: QueuedMessage, recipients: DsnRecipient[]): Promise<void> {
+    return this.notify(message, recipients);
+  }
+
+  /** Builds and submits a DSN (failed or delayed) to the message's sender. */
+  private async notify(message: QueuedMessage, recipients: DsnRecipient[]): Promise<void> {
     if (!shouldSendDsn(message.sender)) return;
     const config = this.d.config();
     const headers = await readHeaders(this.d.queue.body(message.id));
@@ -209,6 +215,40 @@ export class OutboundRunner {
     } catch (err) {
       this.d.log.error({ qid: message.id, to: dsn.recipient, err: (err as Error).message }, 'could not queue the bounce');
       throw err;
+    }
+  }
+
+  /**
+   * `bounce warn-interval`: a delay warning (DSN, Action: delayed) for the
+   * recipients still waiting, once per interval — with one interval at each
+   * multiple of it, with a list at each listed delay (OpenSMTPD). The count
+   * sent is kept with the message; the warning is queued before the count is
+   * recorded, so a crash can repeat a warning, never lose one.
+   */
+  private async warnDelays(config: Config): Promise<void> {
+    const now = this.now();
+    const intervals = config.bounce.warnIntervals;
+    if (intervals.length === 0) return;
+    for await (const m of this.d.queue.list()) {
+      if (!shouldSendDsn(m.sender)) continue;
+      const waiting = m.recipients.filter((r) => r.transport === 'relay' && r.state === 'deferred');
+      if (waiting.length === 0) continue;
+      const sent = Number(m.meta?.['delay-warnings'] ?? '0');
+      const dueAfter = intervals.length === 1 ? intervals[0]! * (sent + 1) : intervals[sent];
+      if (dueAfter === undefined || now - m.created < dueAfter || now - m.created >= config.queue.ttl) continue;
+      const until = new Date(m.created + config.queue.ttl);
+      await this.notify(
+        m,
+        waiting.map((r) => ({
+          address: r.address,
+          action: 'delayed' as const,
+          status: /\b(4\.\d{1,3}\.\d{1,3})\b/.exec(r.lastError ?? '')?.[1] ?? '4.4.1',
+          diagnostic: `X-Appliance; ${r.lastError ?? 'not delivered yet'}`,
+          willRetryUntil: until,
+        })),
+      );
+      await this.d.queue.annotate(m.id, { 'delay-warnings': String(sent + 1) });
+      this.d.log.info({ qid: m.id, to: m.sender, waiting: waiting.length, warning: sent + 1 }, 'delay warning sent');
     }
   }
 

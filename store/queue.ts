@@ -447,6 +447,15 @@ export class Queue {
   }
 
   /** Holds the message: no recipient is due until release. False if there is no such message. */
+  /** Merges metadata into a message (e.g. how many delay warnings were sent); false for an unknown id. */
+  async annotate(id: string, meta: Readonly<Record<string, string>>): Promise<boolean> {
+    const r = await this.modify(id, (rec) => {
+      rec.meta = { ...(rec.meta ?? {}), ...meta };
+      return { write: true, result: true };
+    });
+    return r === true;
+  }
+
   hold(id: string): Promise<boolean> {
     return this.setStates(id, (r) => (ACTIVE.has(r.state) ? { ...r, state: 'held' } : r));
   }
