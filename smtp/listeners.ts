@@ -15,6 +15,7 @@ import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
 import type { Config, ListenerDecl } from '../core/config/types.ts';
 import { printListener } from '../core/config/printer.ts';
 import { TLS_CIPHERS, TLS_MIN_VERSION, type TlsRegistry } from '../core/tls.ts';
+import { installEnhancedStatusPassThrough } from './enhanced-status.ts';
 import { installGreetingDelayOption, LIBRARY_GREETING_DELAY_MS } from './greeting-delay.ts';
 import { SmtpSessionPolicy, type SessionRuntime } from './session.ts';
 
@@ -59,6 +60,7 @@ export function usesRdns(config: Config): boolean {
 
 export async function startSmtpListener(decl: ListenerDecl, address: string, deps: ListenerDeps): Promise<BoundListener> {
   installGreetingDelayOption();
+  installEnhancedStatusPassThrough();
   const config = deps.config();
   const policy = new SmtpSessionPolicy(decl, deps);
   const pair = decl.pki ? deps.tls.keyPair(decl.pki) : undefined;
@@ -71,6 +73,8 @@ export async function startSmtpListener(decl: ListenerDecl, address: string, dep
     size: config.smtp.limits.maxMessageSize,
     hideSTARTTLS: decl.tls === 'none',
     hideDSN: true,
+    // SPEC §smtp: replies carry enhanced status codes (the library hides them by default).
+    hideENHANCEDSTATUSCODES: false,
     hideREQUIRETLS: true,
     authMethods: ['PLAIN', 'LOGIN'],
     authOptional: !decl.auth || decl.auth.optional,

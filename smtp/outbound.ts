@@ -284,9 +284,16 @@ export class OutboundRunner {
           return { outcomes: all('deferred', `no address for the mail servers of ${job.destination}`), via: '', tls: 'none' };
         case 'tempfail':
           return { outcomes: all('deferred', `DNS lookup for ${job.destination} failed: ${r.error}`), via: '', tls: 'none' };
-        case 'hosts':
-          targets = r.hosts.map((h) => ({ host: h.host, port: 25, servername: h.host, addresses: h.addresses }));
+        case 'hosts': {
+          // RFC 5321 §5.1: never deliver to ourselves nor to an MX no better than ours (a backup MX's loop).
+          const own = r.hosts.find((h) => h.host.toLowerCase() === config.hostname);
+          const usable = own ? r.hosts.filter((h) => h.preference < own.preference) : r.hosts;
+          if (usable.length === 0) {
+            return { outcomes: all('deferred', `this server (${config.hostname}) is the best MX of ${job.destination}: mail loops back to itself`), via: '', tls: 'none' };
+          }
+          targets = usable.map((h) => ({ host: h.host, port: 25, servername: h.host, addresses: h.addresses }));
           break;
+        }
       }
     }
     const body = await readAll(this.d.queue.body(job.message.id));
