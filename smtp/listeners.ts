@@ -69,7 +69,7 @@ export async function startSmtpListener(decl: ListenerDecl, address: string, dep
   const options: SMTPServerOptions & { greetingDelayMs: number } = {
     secure: decl.tls === 'smtps',
     name: decl.hostname ?? config.hostname,
-    banner: 'ESMTP appliance',
+    banner: 'appliance',
     size: config.smtp.limits.maxMessageSize,
     hideSTARTTLS: decl.tls === 'none',
     hideDSN: true,
