@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests drive, when they are missing:
 # python3 (smtplib; its pty module drives the password prompt) and swaks
-# with its TLS modules, and Dovecot's doveadm.
+# with its TLS modules, Dovecot's doveadm and Postfix (a private instance is
+# the interop peer; the package's own service is never started).
 # Run by `npm test` (pretest); needs root (or sudo) only when something is missing.
 set -euo pipefail
 need=()
 command -v python3 >/dev/null || need+=(python3)
 command -v swaks >/dev/null || need+=(swaks)
 command -v doveadm >/dev/null || need+=(dovecot-core)   # reads our Maildirs back (Dovecot compatibility)
+[ -x /usr/sbin/postfix ] || need+=(postfix)              # a real MTA peer for outbound interop
 perl -MNet::SSLeay -MIO::Socket::SSL -e 1 2>/dev/null || need+=(libnet-ssleay-perl libio-socket-ssl-perl)
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "installing test dependencies: ${need[*]}" >&2
 sudo=""
 [ "$(id -u)" -ne 0 ] && sudo="sudo"
 $sudo apt-get update
+# Postfix asks its debconf questions even non-interactively: answer "Local only".
+echo "postfix postfix/main_mailer_type select Local only" | $sudo debconf-set-selections 2>/dev/null || true
+echo "postfix postfix/mailname string localhost" | $sudo debconf-set-selections 2>/dev/null || true
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "${need[@]}"

@@ -15,6 +15,7 @@
  *   `smtp+tls://`); the outcome is in the log line of every attempt.
  * - Concurrency is bounded globally and per destination.
  */
+import { isIP } from 'node:net';
 import { Readable } from 'node:stream';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { Config, RelayAction } from '../core/config/types.ts';
@@ -259,7 +260,7 @@ export class OutboundRunner {
       if (now - m.created <= config.queue.ttl) continue;
       const late = m.recipients.filter((r) => r.transport === 'relay' && (r.state === 'pending' || r.state === 'deferred'));
       if (late.length === 0) continue;
-      const outcomes: Outcome[] = late.map((r) => ({ address: r.address, kind: 'failed', enhanced: '4.4.7', text: `message expired after ${Math.round(config.queue.ttl / 3_600_000)} hours in the queue${r.lastError ? `; last error: ${r.lastError}` : ''}` }));
+      const outcomes: Outcome[] = late.map((r) => ({ address: r.address, kind: 'failed', enhanced: '4.4.7', text: `message expired after ${duration(config.queue.ttl)} in the queue${r.lastError ? `; last error: ${r.lastError}` : ''}` }));
       for (const o of outcomes) this.d.log.info({ qid: m.id, to: o.address, status: 'expired' }, 'delivery expired');
       await this.record(m, outcomes, '');
     }
@@ -367,7 +368,8 @@ export class OutboundRunner {
         connectionTimeout: t.connect ?? 30_000,
         greetingTimeout: t.greeting ?? 30_000,
         socketTimeout: t.socket ?? 120_000,
-        tls: { rejectUnauthorized: opts.rejectUnauthorized, servername: target.servername, minVersion: 'TLSv1.2' },
+        // No SNI for an IP address (RFC 6066; Node warns, DEP0123): the certificate is then checked against the IP.
+        tls: { rejectUnauthorized: opts.rejectUnauthorized, ...(isIP(target.servername) ? {} : { servername: target.servername }), minVersion: 'TLSv1.2' },
         logger: false,
       });
       let settled = false;
@@ -455,6 +457,16 @@ export class OutboundRunner {
       });
     });
   }
+}
+
+/** `queue ttl` in words: "4 days", "6 hours", "90 minutes", "3 seconds" (not "0 hours" for a short ttl). */
+function duration(ms: number): string {
+  const units: [number, string][] = [[86_400_000, 'day'], [3_600_000, 'hour'], [60_000, 'minute'], [1_000, 'second']];
+  for (const [size, name] of units) {
+    if (ms >= size && ms % size === 0) return `${ms / size} ${name}${ms === size ? '' : 's'}`;
+  }
+  const s = Math.round(ms / 1000);
+  return `${s} second${s === 1 ? '' : 's'}`;
 }
 
 function smtpOutcome(address: string, code: number, response: string): Outcome {
