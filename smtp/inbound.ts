@@ -57,9 +57,12 @@ export class MaildirFirstCommit implements InboundCommit {
   }
 
   async commit(req: CommitRequest): Promise<CommitResult> {
+    // RFC 5321 §4.4: the delivering server records the envelope sender in Return-Path.
+    // It is written for the Maildir copies only; queued copies are sent on without it.
+    const returnPath = Buffer.from(`Return-Path: <${req.sender ? formatAddress(req.sender) : ''}>\r\n`);
     let spool: SpooledMessage;
     try {
-      spool = await SpooledMessage.write(this.spoolDir, req.stream, { maxBytes: req.maxBytes, prefix: req.prefix });
+      spool = await SpooledMessage.write(this.spoolDir, req.stream, { maxBytes: req.maxBytes, prefix: Buffer.concat([returnPath, req.prefix]) });
     } catch (err) {
       if (err instanceof MessageTooLargeError) {
         await drain(req.stream);
@@ -68,13 +71,13 @@ export class MaildirFirstCommit implements InboundCommit {
       throw err;
     }
     try {
-      return await this.deliver(req, spool);
+      return await this.deliver(req, spool, returnPath.length);
     } finally {
       await spool.remove();
     }
   }
 
-  private async deliver(req: CommitRequest, spool: SpooledMessage): Promise<CommitResult> {
+  private async deliver(req: CommitRequest, spool: SpooledMessage, localOnlyBytes: number): Promise<CommitResult> {
     // One copy per distinct mailbox, even across recipients (two aliases of one user).
     const mailboxes = new Map<string, { target: MaildirTarget; address: MailAddress; action: string }>();
     const relays = new Map<string, NewRecipient>();
@@ -102,12 +105,13 @@ export class MaildirFirstCommit implements InboundCommit {
         localErrors.set(formatAddress(m.address), f.error.message);
       }
     }
-    if (queued.length === 0) return { kind: 'accepted', size: spool.size, delivered, queued: 0 };
+    const size = spool.size - localOnlyBytes;
+    if (queued.length === 0) return { kind: 'accepted', size, delivered, queued: 0 };
     try {
       const msg = await this.queue.enqueue({
         sender: req.sender ? formatAddress(req.sender) : '',
         recipients: queued,
-        body: spool.stream(),
+        body: spool.stream(localOnlyBytes),
         meta: { transaction: req.id },
       });
       // Local retries wait a little: whatever failed is unlikely to be fixed in the next second.
@@ -118,7 +122,7 @@ export class MaildirFirstCommit implements InboundCommit {
           retry.map((q) => ({ address: q.address, state: 'deferred' as const, nextAttempt: Date.now() + nextRetryDelay(0), lastError: localErrors.get(q.address) ?? 'local delivery failed' })),
         );
       }
-      return { kind: 'accepted', size: spool.size, delivered, queued: queued.length, queueId: msg.id };
+      return { kind: 'accepted', size, delivered, queued: queued.length, queueId: msg.id };
     } catch (err) {
       if (delivered > 0) {
         req.log.error({ id: req.id, delivered, err: err instanceof Error ? err.message : String(err) }, 'queue write failed after local delivery: the client will retry and those mailboxes get a second copy');

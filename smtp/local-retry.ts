@@ -57,7 +57,9 @@ export class LocalRetry {
     for await (const { message, recipients } of q.claimDue(now, (r) => r.transport === 'local')) {
       let spool: SpooledMessage | null = null;
       try {
-        spool = await SpooledMessage.write(this.spoolDir, Readable.from(q.body(message.id)), { maxBytes: Number.MAX_SAFE_INTEGER });
+        // Queued copies carry no Return-Path (smtp/inbound.ts): the Maildir copy gets it here.
+        const returnPath = Buffer.from(`Return-Path: <${message.sender}>\r\n`);
+        spool = await SpooledMessage.write(this.spoolDir, Readable.from(q.body(message.id)), { maxBytes: Number.MAX_SAFE_INTEGER, prefix: returnPath });
         const targets = recipients.map((r) => ({ path: r.route ?? '' }));
         const result = await deliverToMaildirs(spool, targets, { hostname: this.o.hostname() });
         const changes: RecipientChange[] = [];

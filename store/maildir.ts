@@ -387,9 +387,9 @@ export class SpooledMessage {
     return new SpooledMessage(path, size);
   }
 
-  /** The spooled bytes, streamed from the file (e.g. into the queue). */
-  stream(): Readable {
-    return createReadStream(this.path);
+  /** The spooled bytes from `start`, streamed from the file (e.g. into the queue). */
+  stream(start = 0): Readable {
+    return createReadStream(this.path, { start });
   }
 
   /** Closes and removes the spool file (the Maildir links stay); idempotent. Every spool must end here. */

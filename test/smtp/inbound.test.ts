@@ -36,9 +36,11 @@ t.test('MX delivery to a local user, with STARTTLS, byte for byte plus a Receive
   t.equal(files.length, 1, 'one file in new/');
   const content = readFileSync(files[0]!);
   const text = content.toString('utf8');
-  t.match(text, /^Received: from client\.example\.net \(\[127\.0\.0\.1\]\)\r\n\tby mail\.example\.test \(appliance\) with ESMTPS id \w+\r\n\t\(version=TLSv1\.[23] cipher=[\w-]+\)\r\n\tfor <alice@example\.test>;\r\n\t\w{3}, /);
-  const received = /^Received: [^\r]*(\r\n\t[^\r]*)*\r\n/.exec(text)![0];
-  t.equal(text.slice(received.length), message, 'the message follows the Received header unchanged');
+  t.match(text, /^Return-Path: <sender@example\.net>\r\n/, 'the envelope sender, as the delivering server records it');
+  const afterReturnPath = text.slice(text.indexOf('\r\n') + 2);
+  t.match(afterReturnPath, /^Received: from client\.example\.net \(\[127\.0\.0\.1\]\)\r\n\tby mail\.example\.test \(appliance\) with ESMTPS id \w+\r\n\t\(version=TLSv1\.[23] cipher=[\w-]+\)\r\n\tfor <alice@example\.test>;\r\n\t\w{3}, /);
+  const received = /^Received: [^\r]*(\r\n\t[^\r]*)*\r\n/.exec(afterReturnPath)![0];
+  t.equal(afterReturnPath.slice(received.length), message, 'the message follows the Received header unchanged');
   const name = files[0]!.split('/').pop()!;
   t.match(name, new RegExp(`,S=${content.length}$`), 'the file name carries its size');
   t.equal(await app.stop(), 0);

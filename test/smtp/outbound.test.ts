@@ -96,8 +96,10 @@ t.test('delivery by MX: same bytes, our EHLO name, STARTTLS, one transaction for
   t.equal(m.session.ehlo, 'mail.example.test', 'EHLO with our hostname');
   t.ok(m.session.secure, 'delivered over STARTTLS');
   t.match(m.session.tlsVersion, /^TLSv1\.[23]$/);
-  const local = maildir(cfg.dataDir, 'bob')[0]!;
-  t.equal(m.data.toString('latin1'), local, 'the receiver got exactly the bytes stored for the local recipient');
+  const stored = maildir(cfg.dataDir, 'bob')[0]!;
+  t.match(stored, /^Return-Path: <alice@example\.test>\r\n/, 'the local copy starts with Return-Path (added at final delivery only)');
+  const local = stored.slice(stored.indexOf('\r\n') + 2);
+  t.equal(m.data.toString('latin1'), local, 'the receiver got exactly the bytes stored for the local recipient, less its Return-Path');
   t.match(m.data.toString('latin1'), /\r\nSubject: outbound mx delivery\r\n/);
   t.match(m.data.toString('latin1'), /\r\n\.\r\nend\.\r\n/, 'a line holding only "." arrives as sent (dot-stuffed on the wire, once)');
 
