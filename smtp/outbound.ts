@@ -13,7 +13,10 @@
  * - STARTTLS whenever offered; the certificate is verified and, if that
  *   fails, delivery goes on unverified unless the action demands `tls` (or
  *   `smtp+tls://`); the outcome is in the log line of every attempt.
- * - Concurrency is bounded globally and per destination.
+ * - Concurrency is bounded globally and per destination; within one pass a
+ *   connection is kept after a transaction, so several messages to one host
+ *   share it (RSET after a refused transaction; a kept connection the server
+ *   has closed meanwhile is replaced transparently); the pass ends with QUIT.
  */
 import { isIP } from 'node:net';
 import { Readable } from 'node:stream';
@@ -70,6 +73,8 @@ export class OutboundRunner {
   private readonly perDestination = new Map<string, number>();
   private stopping = false;
   private again = false;
+  /** Connections kept open after a transaction, by route: messages to the same host reuse them. */
+  private readonly idle = new Map<string, { conn: SMTPConnection; timer: NodeJS.Timeout }[]>();
 
   constructor(deps: OutboundDeps) {
     this.d = deps;
@@ -89,6 +94,7 @@ export class OutboundRunner {
     this.stopping = true;
     if (this.timer) clearInterval(this.timer);
     await this.running;
+    this.closeIdle();
   }
 
   /** One pass over everything due; a call during a pass asks for one more pass after it. */
@@ -140,6 +146,8 @@ export class OutboundRunner {
       inFlight.add(p);
     }
     await Promise.all(inFlight);
+    // Connections are shared within a pass (a flush of many messages to one host); each pass ends with QUIT.
+    this.closeIdle();
   }
 
   /** Recipients of one message → jobs: one per relay action and destination domain. */
@@ -354,40 +362,52 @@ export class OutboundRunner {
     address: string,
     body: Buffer,
     opts: { scheme: string; requireTls: boolean; rejectUnauthorized: boolean },
+    allowReuse = true,
   ): Promise<{ kind: 'done'; outcomes: Outcome[]; tls: string } | { kind: 'unreachable'; text: string } | { kind: 'tls-verify-failed'; text: string }> {
+    const key = [address, target.port, opts.scheme, opts.requireTls, opts.rejectUnauthorized, job.action.host?.label ?? '', job.action.helo ?? config.hostname].join('|');
+    const idle = allowReuse ? this.takeIdle(key) : undefined;
     return new Promise((resolve) => {
       const t = this.d.timeouts ?? {};
-      const conn = new SMTPConnection({
-        host: address,
-        port: target.port,
-        secure: opts.scheme === 'smtps',
-        ignoreTLS: opts.scheme === 'smtp+notls',
-        requireTLS: opts.requireTls,
-        opportunisticTLS: !opts.requireTls && opts.scheme !== 'smtp+notls',
-        name: job.action.helo ?? config.hostname,
-        connectionTimeout: t.connect ?? 30_000,
-        greetingTimeout: t.greeting ?? 30_000,
-        socketTimeout: t.socket ?? 120_000,
-        // No SNI for an IP address (RFC 6066; Node warns, DEP0123): the certificate is then checked against the IP.
-        tls: { rejectUnauthorized: opts.rejectUnauthorized, ...(isIP(target.servername) ? {} : { servername: target.servername }), minVersion: 'TLSv1.2' },
-        logger: false,
-      });
+      const conn =
+        idle?.conn ??
+        new SMTPConnection({
+          host: address,
+          port: target.port,
+          secure: opts.scheme === 'smtps',
+          ignoreTLS: opts.scheme === 'smtp+notls',
+          requireTLS: opts.requireTls,
+          opportunisticTLS: !opts.requireTls && opts.scheme !== 'smtp+notls',
+          name: job.action.helo ?? config.hostname,
+          connectionTimeout: t.connect ?? 30_000,
+          greetingTimeout: t.greeting ?? 30_000,
+          socketTimeout: t.socket ?? 120_000,
+          // No SNI for an IP address (RFC 6066; Node warns, DEP0123): the certificate is then checked against the IP.
+          tls: { rejectUnauthorized: opts.rejectUnauthorized, ...(isIP(target.servername) ? {} : { servername: target.servername }), minVersion: 'TLSv1.2' },
+          logger: false,
+        });
       let settled = false;
-      const finish = (v: Parameters<typeof resolve>[0]) => {
-        if (settled) return;
-        settled = true;
-        try {
-          conn.quit();
-        } catch {
-          conn.close();
-        }
-        resolve(v);
-      };
       const tlsOf = () => {
         const sock = (conn as unknown as { _socket?: { getProtocol?: () => string | null; getCipher?: () => { name: string } } })._socket;
         const proto = sock?.getProtocol?.();
         return proto ? `${proto} ${sock?.getCipher?.()?.name ?? ''}`.trim() : 'none';
       };
+      /** Ends this transaction; a connection still in good order waits in the pool for the next message. */
+      const finish = (v: Parameters<typeof resolve>[0], reusable = false) => {
+        if (settled) return;
+        settled = true;
+        conn.removeAllListeners('error');
+        if (reusable && !this.stopping && !isDestroyed(conn)) this.release(key, conn);
+        else {
+          conn.on('error', () => undefined);
+          try {
+            conn.quit();
+          } catch {
+            conn.close();
+          }
+        }
+        resolve(v);
+      };
+      conn.removeAllListeners('error');
       conn.once('error', (err: SMTPConnection.SMTPError) => {
         if (isVerifyError(err)) return finish({ kind: 'tls-verify-failed', text: err.message });
         if (err.responseCode) {
@@ -396,36 +416,46 @@ export class OutboundRunner {
         }
         finish({ kind: 'unreachable', text: `${address}:${target.port}: ${err.message}` });
       });
-      conn.connect(() => {
-        const send = () => {
-          const envelope: SMTPConnection.Envelope = {
-            from: job.message.sender === '' ? '' : job.message.sender,
-            to: job.recipients.map((r) => r.address),
-            size: body.length,
-            use8BitMime: hasEightBit(body),
-          };
-          conn.send(envelope, Readable.from([body]), (err, info) => {
-            if (err) {
-              if (err.responseCode) {
-                // MAIL FROM, every RCPT, or DATA refused: the same answer for every recipient.
-                const rejected = new Map((err as unknown as { rejectedErrors?: SMTPConnection.SMTPError[] }).rejectedErrors?.map((e) => [(e as { recipient?: string }).recipient ?? '', e]) ?? []);
-                return finish({
-                  kind: 'done',
-                  outcomes: job.recipients.map((r) => {
-                    const e = rejected.get(r.address) ?? err;
-                    return smtpOutcome(r.address, e.responseCode ?? err.responseCode!, e.response ?? err.response ?? err.message);
-                  }),
-                  tls: tlsOf(),
-                });
-              }
-              if (err.code === 'EENVELOPE' && /SMTPUTF8/i.test(err.message)) {
-                return finish({ kind: 'done', outcomes: job.recipients.map((r) => ({ address: r.address, kind: 'failed', enhanced: '5.6.7', text: `the receiving server does not support SMTPUTF8: ${err.message}` })), tls: tlsOf() });
-              }
-              // Lost the connection mid-transaction: the remote may or may not have the message; retry (at-least-once).
-              return finish({ kind: 'done', outcomes: job.recipients.map((r) => ({ address: r.address, kind: 'deferred', text: err.message })), tls: tlsOf() });
+      const send = () => {
+        const envelope: SMTPConnection.Envelope = {
+          from: job.message.sender === '' ? '' : job.message.sender,
+          to: job.recipients.map((r) => r.address),
+          size: body.length,
+          use8BitMime: hasEightBit(body),
+        };
+        conn.send(envelope, Readable.from([body]), (err, info) => {
+          if (err) {
+            if (idle && !err.responseCode) {
+              // A kept connection the server closed in the meantime: try again on a new one.
+              settled = true;
+              conn.removeAllListeners('error');
+              conn.on('error', () => undefined);
+              conn.close();
+              void this.session(config, job, target, address, body, opts, false).then(resolve);
+              return;
             }
-            const rejected = new Map((info.rejectedErrors ?? []).map((e) => [(e as { recipient?: string }).recipient ?? '', e]));
-            finish({
+            if (err.responseCode) {
+              // MAIL FROM, every RCPT, or DATA refused: the same answer for every recipient.
+              const rejected = new Map((err as unknown as { rejectedErrors?: SMTPConnection.SMTPError[] }).rejectedErrors?.map((e) => [(e as { recipient?: string }).recipient ?? '', e]) ?? []);
+              const outcomes = job.recipients.map((r) => {
+                const e = rejected.get(r.address) ?? err;
+                return smtpOutcome(r.address, e.responseCode ?? err.responseCode!, e.response ?? err.response ?? err.message);
+              });
+              // The session is fine after a refused transaction: RSET, then it may carry the next message.
+              if (err.responseCode !== 421 && !isDestroyed(conn)) {
+                return conn.reset((resetErr) => finish({ kind: 'done', outcomes, tls: tlsOf() }, !resetErr));
+              }
+              return finish({ kind: 'done', outcomes, tls: tlsOf() });
+            }
+            if (err.code === 'EENVELOPE' && /SMTPUTF8/i.test(err.message)) {
+              return finish({ kind: 'done', outcomes: job.recipients.map((r) => ({ address: r.address, kind: 'failed', enhanced: '5.6.7', text: `the receiving server does not support SMTPUTF8: ${err.message}` })), tls: tlsOf() });
+            }
+            // Lost the connection mid-transaction: the remote may or may not have the message; retry (at-least-once).
+            return finish({ kind: 'done', outcomes: job.recipients.map((r) => ({ address: r.address, kind: 'deferred', text: err.message })), tls: tlsOf() });
+          }
+          const rejected = new Map((info.rejectedErrors ?? []).map((e) => [(e as { recipient?: string }).recipient ?? '', e]));
+          finish(
+            {
               kind: 'done',
               outcomes: job.recipients.map((r) => {
                 const e = rejected.get(r.address);
@@ -433,9 +463,13 @@ export class OutboundRunner {
                 return { address: r.address, kind: 'delivered', code: 250, text: info.response };
               }),
               tls: tlsOf(),
-            });
-          });
-        };
+            },
+            true,
+          );
+        });
+      };
+      if (idle) return send();
+      conn.connect(() => {
         const auth = job.action.auth;
         if (!auth || !job.action.host) return send();
         void relayCredentials(this.d.tables(), auth.name, job.action.host.label).then(
@@ -457,6 +491,55 @@ export class OutboundRunner {
       });
     });
   }
+
+  /** An idle connection for this route, if one is kept open. */
+  private takeIdle(key: string): { conn: SMTPConnection } | undefined {
+    const list = this.idle.get(key);
+    while (list && list.length > 0) {
+      const e = list.pop()!;
+      clearTimeout(e.timer);
+      if (!isDestroyed(e.conn)) return { conn: e.conn };
+    }
+    return undefined;
+  }
+
+  /** Keeps a connection for the next message to the same host, closing it after a short idle time. */
+  private release(key: string, conn: SMTPConnection): void {
+    let list = this.idle.get(key);
+    if (!list) this.idle.set(key, (list = []));
+    const entry = {
+      conn,
+      timer: setTimeout(() => {
+        const l = this.idle.get(key);
+        const i = l?.indexOf(entry) ?? -1;
+        if (i !== -1) l!.splice(i, 1);
+        try {
+          conn.quit();
+        } catch {
+          conn.close();
+        }
+      }, IDLE_CONNECTION_MS),
+    };
+    entry.timer.unref();
+    conn.removeAllListeners('error');
+    conn.on('error', () => undefined); // an idle connection the server drops is simply not reused
+    list.push(entry);
+  }
+
+  private closeIdle(): void {
+    for (const list of this.idle.values()) {
+      for (const e of list) {
+        clearTimeout(e.timer);
+        try {
+          e.conn.quit();
+        } catch {
+          e.conn.close();
+        }
+      }
+    }
+    this.idle.clear();
+  }
+
 }
 
 /** `queue ttl` in words: "4 days", "6 hours", "90 minutes", "3 seconds" (not "0 hours" for a short ttl). */
@@ -467,6 +550,13 @@ function duration(ms: number): string {
   }
   const s = Math.round(ms / 1000);
   return `${s} second${s === 1 ? '' : 's'}`;
+}
+
+/** How long a connection waits for the next message to its host. */
+const IDLE_CONNECTION_MS = 5_000;
+
+function isDestroyed(conn: SMTPConnection): boolean {
+  return (conn as unknown as { _destroyed?: boolean })._destroyed === true;
 }
 
 function smtpOutcome(address: string, code: number, response: string): Outcome {
