@@ -295,7 +295,9 @@ export class OutboundRunner {
           return { outcomes: all('deferred', `DNS lookup for ${job.destination} failed: ${r.error}`), via: '', tls: 'none' };
         case 'hosts': {
           // RFC 5321 §5.1: never deliver to ourselves nor to an MX no better than ours (a backup MX's loop).
-          const own = r.hosts.find((h) => h.host.toLowerCase() === config.hostname);
+          // `relay backup [mx NAME]`: we are that MX (by default our hostname) for the domain.
+          const self = (job.action.backupMx ?? config.hostname).toLowerCase();
+          const own = r.hosts.find((h) => h.host.toLowerCase() === self);
           const usable = own ? r.hosts.filter((h) => h.preference < own.preference) : r.hosts;
           if (usable.length === 0) {
             return { outcomes: all('deferred', `this server (${config.hostname}) is the best MX of ${job.destination}: mail loops back to itself`), via: '', tls: 'none' };
