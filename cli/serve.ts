@@ -200,7 +200,7 @@ export class Appliance {
         for await (const m of q.list()) if (await q.schedule(m.id)) scheduled++;
         progress(`${scheduled} messages scheduled now`);
         await this.localRetry!.runOnce();
-        await this.outbound!.runOnce();
+        await this.outbound!.flush();
         return { scheduled, remaining: await q.count() };
       },
       'queue.remove': async ({ id }) => ({ done: await this.queue!.remove(id) }),

@@ -73,6 +73,8 @@ export class OutboundRunner {
   private readonly perDestination = new Map<string, number>();
   private stopping = false;
   private again = false;
+  private lastHousekeeping = 0;
+  private forceHousekeeping = false;
   /** Connections kept open after a transaction, by route: messages to the same host reuse them. */
   private readonly idle = new Map<string, { conn: SMTPConnection; timer: NodeJS.Timeout }[]>();
 
@@ -97,6 +99,12 @@ export class OutboundRunner {
     this.closeIdle();
   }
 
+  /** `queue flush`: a pass that also checks expiry and delay warnings now. */
+  flush(): Promise<void> {
+    this.forceHousekeeping = true;
+    return this.runOnce();
+  }
+
   /** One pass over everything due; a call during a pass asks for one more pass after it. */
   runOnce(): Promise<void> {
     if (this.running) {
@@ -117,8 +125,13 @@ export class OutboundRunner {
 
   private async pass(): Promise<void> {
     const config = this.d.config();
-    await this.expire(config);
-    await this.warnDelays(config);
+    // Expiry and delay warnings read every envelope: at most every 30 s, not on every queued message.
+    if (this.forceHousekeeping || this.now() - this.lastHousekeeping >= HOUSEKEEPING_MS) {
+      this.forceHousekeeping = false;
+      this.lastHousekeeping = this.now();
+      await this.expire(config);
+      await this.warnDelays(config);
+    }
     const jobs: Job[] = [];
     for await (const group of this.d.queue.claimDue(this.now(), (r) => r.transport === 'relay')) {
       jobs.push(...this.split(config, group.message, [...group.recipients]));
@@ -556,6 +569,8 @@ function duration(ms: number): string {
 
 /** How long a connection waits for the next message to its host. */
 const IDLE_CONNECTION_MS = 5_000;
+/** How often expiry and delay warnings are checked. */
+const HOUSEKEEPING_MS = 30_000;
 
 function isDestroyed(conn: SMTPConnection): boolean {
   return (conn as unknown as { _destroyed?: boolean })._destroyed === true;
