@@ -4,14 +4,8 @@
  * exit codes (0 ok, 1 operational failure, 2 bad usage or bad config) and
  * prints each as one line on stderr.
  */
-import { TableOpenError } from '../core/tables/registry.ts';
-import { DatabaseLockedError } from '../store/db.ts';
-import { checkCommand, checkHelp } from './commands/check.ts';
-import { initCommand, initHelp } from './commands/init.ts';
-import { startCommand, startHelp } from './commands/start.ts';
-import { queueCommand, queueHelp } from './commands/queue.ts';
-import { reloadCommand, reloadHelp } from './commands/reload.ts';
-import { tableCommand, tableHelp } from './commands/table.ts';
+import { TableOpenError } from '../core/tables/errors.ts';
+import { DatabaseLockedError } from '../store/errors.ts';
 import { ControlError } from './control/protocol.ts';
 import { CommandError, UsageError } from './usage.ts';
 import { version } from './version.ts';
