@@ -45,17 +45,20 @@ export function runAsUser(name: string, dataDir: string): SystemUser | null {
   return user.uid === 0 ? null : user;
 }
 
-/** Gives the data directory (and the database, which may predate the switch) to the user. */
+/** Gives the data directory and what root may have created in it to the user. */
 export function chownDataDir(dataDir: string, user: SystemUser): void {
   chownSync(dataDir, user.uid, user.gid);
-  const db = join(dataDir, 'db');
-  try {
-    if (statSync(db).isDirectory()) {
-      chownSync(db, user.uid, user.gid);
-      for (const f of readdirSync(db)) chownSync(join(db, f), user.uid, user.gid);
+  // The database and the generated certificates may predate the switch (a run as root).
+  for (const sub of ['db', 'tls', 'spool']) {
+    const dir = join(dataDir, sub);
+    try {
+      if (statSync(dir).isDirectory()) {
+        chownSync(dir, user.uid, user.gid);
+        for (const f of readdirSync(dir)) chownSync(join(dir, f), user.uid, user.gid);
+      }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
 }
 
