@@ -432,9 +432,18 @@ export class OutboundRunner {
         finish({ kind: 'unreachable', text: `${address}:${target.port}: ${err.message}` });
       });
       const send = () => {
+        // RFC 6531: an address beyond ASCII needs SMTPUTF8 at the receiver; without it those
+        // recipients fail cleanly (5.6.7) instead of being sent mangled (the client would send anyway).
+        const exts = (conn as unknown as { _supportedExtensions?: string[] })._supportedExtensions ?? [];
+        const utf8 = exts.includes('SMTPUTF8');
+        const wide = (a: string) => /[^\x00-\x7f]/.test(a);
+        const refused = utf8 ? [] : wide(job.message.sender) ? job.recipients : job.recipients.filter((r) => wide(r.address));
+        const utf8Failures: Outcome[] = refused.map((r) => ({ address: r.address, kind: 'failed', enhanced: '5.6.7', text: 'the receiving server does not support SMTPUTF8 (RFC 6531), needed for this address' }));
+        const sendable = job.recipients.filter((r) => !refused.includes(r));
+        if (sendable.length === 0) return finish({ kind: 'done', outcomes: utf8Failures, tls: tlsOf() }, true);
         const envelope: SMTPConnection.Envelope = {
           from: job.message.sender === '' ? '' : job.message.sender,
-          to: job.recipients.map((r) => r.address),
+          to: sendable.map((r) => r.address),
           size: body.length,
           use8BitMime: hasEightBit(body),
         };
@@ -452,31 +461,28 @@ export class OutboundRunner {
             if (err.responseCode) {
               // MAIL FROM, every RCPT, or DATA refused: the same answer for every recipient.
               const rejected = new Map((err as unknown as { rejectedErrors?: SMTPConnection.SMTPError[] }).rejectedErrors?.map((e) => [(e as { recipient?: string }).recipient ?? '', e]) ?? []);
-              const outcomes = job.recipients.map((r) => {
+              const outcomes = sendable.map((r) => {
                 const e = rejected.get(r.address) ?? err;
                 return smtpOutcome(r.address, e.responseCode ?? err.responseCode!, e.response ?? err.response ?? err.message);
               });
               // The session is fine after a refused transaction: RSET, then it may carry the next message.
               if (err.responseCode !== 421 && !isDestroyed(conn)) {
-                return conn.reset((resetErr) => finish({ kind: 'done', outcomes, tls: tlsOf() }, !resetErr));
+                return conn.reset((resetErr) => finish({ kind: 'done', outcomes: [...utf8Failures, ...outcomes], tls: tlsOf() }, !resetErr));
               }
-              return finish({ kind: 'done', outcomes, tls: tlsOf() });
-            }
-            if (err.code === 'EENVELOPE' && /SMTPUTF8/i.test(err.message)) {
-              return finish({ kind: 'done', outcomes: job.recipients.map((r) => ({ address: r.address, kind: 'failed', enhanced: '5.6.7', text: `the receiving server does not support SMTPUTF8: ${err.message}` })), tls: tlsOf() });
+              return finish({ kind: 'done', outcomes: [...utf8Failures, ...outcomes], tls: tlsOf() });
             }
             // Lost the connection mid-transaction: the remote may or may not have the message; retry (at-least-once).
-            return finish({ kind: 'done', outcomes: job.recipients.map((r) => ({ address: r.address, kind: 'deferred', text: err.message })), tls: tlsOf() });
+            return finish({ kind: 'done', outcomes: [...utf8Failures, ...sendable.map((r): Outcome => ({ address: r.address, kind: 'deferred', text: err.message }))], tls: tlsOf() });
           }
           const rejected = new Map((info.rejectedErrors ?? []).map((e) => [(e as { recipient?: string }).recipient ?? '', e]));
           finish(
             {
               kind: 'done',
-              outcomes: job.recipients.map((r) => {
+              outcomes: [...utf8Failures, ...sendable.map((r): Outcome => {
                 const e = rejected.get(r.address);
                 if (e || info.rejected.includes(r.address)) return smtpOutcome(r.address, e?.responseCode ?? 550, e?.response ?? 'rejected');
                 return { address: r.address, kind: 'delivered', code: 250, text: info.response };
-              }),
+              })],
               tls: tlsOf(),
             },
             true,

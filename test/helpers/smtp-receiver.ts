@@ -71,6 +71,8 @@ export interface ReceiverOptions {
   readonly auth?: (user: string, pass: string) => boolean;
   /** Per RCPT TO: a refusal, or undefined to accept. */
   readonly onRcpt?: (address: string, session: SessionRecord) => Refusal;
+  /** false: do not offer SMTPUTF8 (an older MTA). */
+  readonly smtpUtf8?: boolean;
   /** At the end of DATA (after the bytes were read): a refusal, or undefined to accept (250). */
   readonly onData?: (message: ReceivedMessage) => Refusal;
 }
@@ -126,6 +128,7 @@ export async function startReceiver(opts: ReceiverOptions): Promise<Receiver> {
     logger: false,
     size: 10 * 1024 * 1024,
     closeTimeout: 2_000,
+    ...(opts.smtpUtf8 === false ? { hideSMTPUTF8: true } : {}),
     ...(pem ? { key: pem.key, cert: pem.cert } : { hideSTARTTLS: true }),
     ...(opts.auth ? { authMethods: ['PLAIN', 'LOGIN'] } : { authOptional: true, disabledCommands: ['AUTH'] }),
     onConnect(session, cb) {
