@@ -381,6 +381,8 @@ export class OutboundRunner {
   ): Promise<{ kind: 'done'; outcomes: Outcome[]; tls: string } | { kind: 'unreachable'; text: string } | { kind: 'tls-verify-failed'; text: string }> {
     const key = [address, target.port, opts.scheme, opts.requireTls, opts.rejectUnauthorized, job.action.host?.label ?? '', job.action.helo ?? config.hostname].join('|');
     const idle = allowReuse ? this.takeIdle(key) : undefined;
+    // A new connection must not push the open ones (busy + idle) past the global limit: close idle ones on other routes first.
+    if (!idle) this.trimIdle((this.d.maxConcurrent ?? 20) - this.active);
     return new Promise((resolve) => {
       const t = this.d.timeouts ?? {};
       const conn =
@@ -522,6 +524,26 @@ export class OutboundRunner {
       if (!isDestroyed(e.conn)) return { conn: e.conn };
     }
     return undefined;
+  }
+
+  /** Closes idle connections (any route) until at most `keep` remain. */
+  private trimIdle(keep: number): void {
+    let count = 0;
+    for (const list of this.idle.values()) count += list.length;
+    for (const [key, list] of this.idle) {
+      while (count > Math.max(0, keep) && list.length > 0) {
+        const e = list.shift()!;
+        clearTimeout(e.timer);
+        count--;
+        try {
+          e.conn.quit();
+        } catch {
+          e.conn.close();
+        }
+      }
+      if (list.length === 0) this.idle.delete(key);
+      if (count <= Math.max(0, keep)) break;
+    }
   }
 
   /** Keeps a connection for the next message to the same host, closing it after a short idle time. */

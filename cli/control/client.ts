@@ -5,7 +5,7 @@
  */
 import { connect, type Socket } from 'node:net';
 import { withSocketPath } from './socket-path.ts';
-import { ControlError, LineSplitter, type ControlMethod, type ControlMethods, type ControlResponse } from './protocol.ts';
+import { ControlError, LineSplitter, MAX_ANSWER_BYTES, type ControlMethod, type ControlMethods, type ControlResponse } from './protocol.ts';
 
 export class ControlClient {
   private readonly socket: Socket;
@@ -14,7 +14,7 @@ export class ControlClient {
 
   constructor(socket: Socket) {
     this.socket = socket;
-    const splitter = new LineSplitter((line) => this.onLine(line));
+    const splitter = new LineSplitter((line) => this.onLine(line), MAX_ANSWER_BYTES);
     socket.setEncoding('utf8');
     socket.on('data', (chunk: string) => {
       try {

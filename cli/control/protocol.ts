@@ -8,7 +8,10 @@
 
 import type { QueuedMessage } from '../../store/queue.ts';
 
+/** Requests (what the server reads) are small. */
 export const MAX_LINE_BYTES = 1024 * 1024;
+/** Answers come from our own process and can be long (`queue show` of a big queue). */
+export const MAX_ANSWER_BYTES = 256 * 1024 * 1024;
 
 export interface TableEntryView {
   readonly key: string;
@@ -68,17 +71,23 @@ export class ControlError extends Error {
 export class LineSplitter {
   private buffer = '';
   private readonly onLine: (line: string) => void;
-  constructor(onLine: (line: string) => void) {
+  private readonly maxBytes: number;
+  constructor(onLine: (line: string) => void, maxBytes = MAX_LINE_BYTES) {
     this.onLine = onLine;
+    this.maxBytes = maxBytes;
   }
   push(chunk: string): void {
-    this.buffer += chunk;
+    // Only the new chunk is searched: a long answer arrives in many chunks.
+    let start = 0;
     let nl: number;
-    while ((nl = this.buffer.indexOf('\n')) !== -1) {
-      const line = this.buffer.slice(0, nl);
-      this.buffer = this.buffer.slice(nl + 1);
+    while ((nl = chunk.indexOf('\n', start)) !== -1) {
+      const line = this.buffer + chunk.slice(start, nl);
+      this.buffer = '';
+      start = nl + 1;
       if (line.trim() !== '') this.onLine(line);
     }
-    if (this.buffer.length > MAX_LINE_BYTES) throw new Error('control line too long');
+    this.buffer += chunk.slice(start);
+    if (this.buffer.length > this.maxBytes) throw new Error('control line too long');
   }
+
 }
