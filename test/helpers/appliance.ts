@@ -13,8 +13,26 @@ import { hashPassword } from '../../core/auth/passwords.ts';
 
 export const MAIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 
-/** A free TCP port on 127.0.0.1 (bound then released; the race is acceptable in tests). */
-export function freePort(): Promise<number> {
+const handedOut = new Set<number>();
+
+/**
+ * A free TCP port on 127.0.0.1 (bound then released; the race with other
+ * processes is acceptable in tests). The kernel may hand the same ephemeral
+ * port out twice in a row once it is released, so a port already given to
+ * this process is never given again.
+ */
+export async function freePort(): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = await bindAndRelease();
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+  throw new Error('freePort: no new port after 50 attempts');
+}
+
+function bindAndRelease(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
     s.once('error', reject);
