@@ -59,6 +59,23 @@ export function configureAcmeHttp(extraCa: string | undefined): void {
   const settings = (acmeAxios.defaults as unknown as { acmeSettings: { retryMaxAttempts: number } }).acmeSettings;
   settings.retryMaxAttempts = 0;
   if (!first) return;
+  // A request that got no answer (refused, reset, timed out) must not reach acme-client's retry
+  // handler: with retries exhausted it dereferences the missing response (a TypeError that hides
+  // the cause). Ours runs first (axios documents `handlers` as public) and turns it into an AcmeError.
+  const manager = acmeAxios.interceptors.response as unknown as { handlers: unknown[] | null };
+  const noAnswer = {
+    fulfilled: null,
+    rejected: (err: unknown) => {
+      if (typeof err === 'object' && err !== null && 'config' in err && !(err as { response?: unknown }).response) {
+        const url = (err as { config?: { url?: string } }).config?.url;
+        throw new AcmeError(`${describeError(err)}${url ? ` (${url})` : ''}`, { cause: err });
+      }
+      throw err;
+    },
+    synchronous: false,
+    runWhen: null,
+  };
+  manager.handlers = [noAnswer, ...(manager.handlers ?? [])];
   acmeAxios.interceptors.response.use((resp) => {
     if (current && resp.status >= 400 && !(isRecord(resp.data) && resp.data.type === BAD_NONCE)) {
       const problem = asProblem(resp.data);

@@ -42,7 +42,7 @@ export async function readDirectory(url: string): Promise<AcmeDirectory> {
   try {
     resp = await acmeAxios.get(url, { validateStatus: null, responseType: 'text', transformResponse: (d: unknown) => d, maxContentLength: 256 * 1024 });
   } catch (err) {
-    throw new AcmeError(`ACME directory ${url}: ${describeError(err)}`, { cause: err });
+    throw new AcmeError(`ACME directory ${url}: ${err instanceof AcmeError ? err.message.replace(` (${url})`, '') : describeError(err)}`, { cause: err });
   }
   if (resp.status !== 200) throw new AcmeError(`ACME directory ${url} answered HTTP ${resp.status}; is the URL right?`);
   let d: Record<string, unknown> | undefined;
