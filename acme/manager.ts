@@ -91,12 +91,21 @@ export class AcmeManager {
 
   /** Schedules a first check of every ACME pki now (in the background). */
   start(): void {
+    const directory = this.opts.config().acme.directory;
     for (const pki of this.acmePkis()) {
       const info = this.opts.registry.info(pki.name);
+      const state = this.state(pki.name);
+      // A restart (or a crash loop) does not reset the backoff against the same CA.
+      const backoff = state.lastOutcome === 'failed' && state.directory === directory && state.nextCheck && new Date(state.nextCheck) > new Date() ? new Date(state.nextCheck) : undefined;
       if (info?.source !== 'acme') {
-        this.opts.log.warn({ pki: pki.name, directory: this.opts.config().acme.directory }, `no ACME certificate for ${pki.name} yet: requesting one; the self-signed certificate is served until it is issued`);
+        this.opts.log.warn(
+          { pki: pki.name, directory, ...(backoff ? { nextAttempt: backoff.toISOString(), lastError: state.lastError } : {}) },
+          backoff
+            ? `no ACME certificate for ${pki.name} yet; the last attempt failed, the next is at ${backoff.toISOString()} ("appliance cert renew" tries now); the self-signed certificate is served until then`
+            : `no ACME certificate for ${pki.name} yet: requesting one; the self-signed certificate is served until it is issued`,
+        );
       }
-      this.schedule(pki.name, new Date());
+      this.schedule(pki.name, info?.source !== 'acme' && backoff ? backoff : new Date());
     }
   }
 
@@ -269,6 +278,7 @@ export class AcmeManager {
         lastAttempt: now.toISOString(),
         lastOutcome: 'failed',
         lastError: e.message,
+        directory: config.acme.directory,
         ...(e.problem ? { lastProblem: e.problem } : { lastProblem: undefined }),
         retryAfter: e.retryAfter?.toISOString(),
         nextCheck: next.toISOString(),

@@ -26,6 +26,8 @@ export interface RenewalState {
   readonly retryAfter?: string;
   readonly renewalWindow?: { readonly start: string; readonly end: string };
   readonly accountUrl?: string;
+  /** The directory the last failure was against (a changed `acme directory` starts afresh). */
+  readonly directory?: string;
 }
 
 export const EMPTY_STATE: RenewalState = { failures: 0 };

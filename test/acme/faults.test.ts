@@ -67,6 +67,14 @@ t.test('unreachable directory: the appliance runs on its self-signed certificate
   t.equal((await c.starttls()).code, 250, 'STARTTLS works on the self-signed certificate');
   t.match(c.peerCertificate()!.subjectaltname, /DNS:mail\.example\.test/, 'the self-signed certificate names the pki');
   await c.quit();
+
+  // A restart keeps the backoff against the same CA (a crash loop must not hammer it).
+  await app.stop();
+  const again = await startAppliance(path, dir, 'appliance-2');
+  t.teardown(() => again.stop());
+  const start = again.logLines().find((l) => /^no ACME certificate for mail\.example\.test yet; the last attempt failed/.test(String(l.msg)));
+  t.ok(start, 'the start log says the last attempt failed');
+  t.equal(start?.nextAttempt, status.next_check, 'and keeps the backed-off next attempt');
 });
 
 t.test('a URL that is not an ACME directory: a clear error (cert renew with the appliance stopped)', async (t) => {
