@@ -52,3 +52,25 @@ export function loadOrCreateAccountKey(dataDir: string): { pem: string; created:
   writeAtomic(path, created, 0o600);
   return { pem: created, created: true, path };
 }
+
+/** DATA-DIR/acme/accounts.json: the account URL at each directory this key registered with. */
+export function readAccountUrl(dataDir: string, directory: string): string | undefined {
+  try {
+    const all = JSON.parse(readFileSync(join(acmeDir(dataDir), 'accounts.json'), 'utf8')) as Record<string, unknown>;
+    const url = all[directory];
+    return typeof url === 'string' ? url : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function writeAccountUrl(dataDir: string, directory: string, url: string): void {
+  let all: Record<string, unknown> = {};
+  try {
+    all = JSON.parse(readFileSync(join(acmeDir(dataDir), 'accounts.json'), 'utf8')) as Record<string, unknown>;
+  } catch {
+    // first registration
+  }
+  if (all[directory] === url) return;
+  writeAtomic(join(acmeDir(dataDir), 'accounts.json'), `${JSON.stringify({ ...all, [directory]: url }, null, 2)}\n`, 0o600);
+}

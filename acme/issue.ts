@@ -25,6 +25,8 @@ export interface IssueRequest {
   /** The pki name first, then the alt names. */
   readonly names: readonly string[];
   readonly responder: ChallengeResponder;
+  /** The account's URL at this CA when known (from an earlier registration): no account request at all. */
+  readonly accountUrl?: string;
   /** ARI identifier of the certificate this one replaces (sent when the CA supports ARI). */
   readonly replaces?: string;
   readonly progress: (message: string) => void;
@@ -63,19 +65,52 @@ export async function readDirectory(url: string): Promise<AcmeDirectory> {
   };
 }
 
-export async function issueCertificate(req: IssueRequest): Promise<Issued> {
-  const { progress } = req;
-  const directory = await readDirectory(req.directory);
-  const client = new Client({
+function newClient(req: IssueRequest, accountUrl?: string): Client {
+  return new Client({
     directoryUrl: req.directory,
     accountKey: req.accountKey,
     // Polling of authorizations/orders: the library's 5 s minimum shows up as stalls; the CA is usually done in well under a second.
     backoffAttempts: 12,
     backoffMin: 250,
     backoffMax: 5000,
+    ...(accountUrl ? { accountUrl } : {}),
   });
-  await client.createAccount({ termsOfServiceAgreed: true, ...(req.contact ? { contact: [req.contact] } : {}) });
-  const accountUrl = client.getAccountUrl();
+}
+
+/**
+ * A client bound to the account: the known account URL if the CA still
+ * knows it (one POST-as-GET), else a registration of the same key (newAccount
+ * with the contact; for a key the CA already knows it answers 200 with the
+ * URL, and acme-client then sends an update that a CA may refuse as empty —
+ * the account exists all the same).
+ */
+async function accountClient(req: IssueRequest): Promise<{ client: Client; accountUrl: string }> {
+  if (req.accountUrl) {
+    const client = newClient(req, req.accountUrl);
+    try {
+      await client.updateAccount({});
+      return { client, accountUrl: req.accountUrl };
+    } catch {
+      req.progress(`the CA does not confirm the account ${req.accountUrl}; registering the account key again`);
+    }
+  }
+  const client = newClient(req);
+  try {
+    await client.createAccount({ termsOfServiceAgreed: true, ...(req.contact ? { contact: [req.contact] } : {}) });
+  } catch (err) {
+    try {
+      return { client, accountUrl: client.getAccountUrl() };
+    } catch {
+      throw err;
+    }
+  }
+  return { client, accountUrl: client.getAccountUrl() };
+}
+
+export async function issueCertificate(req: IssueRequest): Promise<Issued> {
+  const { progress } = req;
+  const directory = await readDirectory(req.directory);
+  const { client, accountUrl } = await accountClient(req);
   progress(`account ${accountUrl}`);
   const order = await client.createOrder({
     identifiers: req.names.map((value) => ({ type: 'dns', value })),

@@ -19,7 +19,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import type { Config, PkiDecl } from '../core/config/types.ts';
 import type { Logger } from '../core/log.ts';
 import { acmeCertificatePaths, secondsLeft, writeAtomic, type TlsRegistry } from '../core/tls.ts';
-import { acmeDir, loadOrCreateAccountKey } from './account.ts';
+import { acmeDir, loadOrCreateAccountKey, readAccountUrl, writeAccountUrl } from './account.ts';
 import { ariCertId, fetchRenewalWindow } from './ari.ts';
 import { AcmeError, configureAcmeHttp, describeError, withProblemCapture } from './http.ts';
 import { issueCertificate, readDirectory } from './issue.ts';
@@ -238,10 +238,12 @@ export class AcmeManager {
     const started = Date.now();
     try {
       const replaces = current?.source === 'acme' ? safeCertId(this.opts.registry.keyPair(name)!.cert) : undefined;
+      const accountUrl = readAccountUrl(config.dataDir, config.acme.directory);
       const issued = await withProblemCapture(() =>
         issueCertificate({
           directory: config.acme.directory,
           accountKey: this.accountKey,
+          ...(accountUrl ? { accountUrl } : {}),
           ...(config.acme.contact ? { contact: config.acme.contact } : {}),
           names,
           responder: this.responder,
@@ -249,6 +251,7 @@ export class AcmeManager {
           progress,
         }),
       );
+      writeAccountUrl(config.dataDir, config.acme.directory, issued.accountUrl);
       storePair(config.dataDir, pki, issued.cert, issued.key);
       const info = this.opts.registry.install(name, { cert: issued.cert, key: issued.key }, 'acme');
       progress('installed: new TLS handshakes get the new certificate; open connections keep theirs');

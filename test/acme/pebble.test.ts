@@ -135,6 +135,7 @@ acme challenge http-01 listen on 127.0.0.1 port ${challengePort}`,
   t.match(renew.stderr, /validated/, 'cert renew prints progress');
   t.match(renew.stdout, /mail\.example\.test: renewed, valid until/, 'cert renew reports the result');
   t.equal(pebble.issuedCount(), 2, 'pebble issued a second certificate');
+  t.equal(pebble.accountCount(), 1, 'the account was registered once and reused');
   t.equal((await open.cmd('RCPT TO:<alice@example.test>')).code, 250, 'open session: RCPT after the swap');
   t.equal((await open.cmd('DATA')).code, 354, 'open session: DATA after the swap');
   const done = await open.cmd('Subject: across a certificate swap\r\n\r\nstill here\r\n.');
@@ -172,4 +173,14 @@ acme challenge http-01 listen on 127.0.0.1 port ${challengePort}`,
   t.equal(await implicitTlsSerial(ports.smtps, root), secondSerial, 'the stored certificate is served after the restart');
   const after = logged(app, 'certificate expiry checked')[0]!;
   t.type(after.secondsLeft, 'number', 'the expiry is logged as a number (secondsLeft)');
+
+  // The restarted pebble has forgotten the account: a renewal registers the same key again and succeeds.
+  const accountsBefore = pebble.accountCount();
+  const again = await run(['cert', 'renew', '-c', path], { timeoutMs: 60_000 });
+  t.equal(again.code, 0, `renewal against a CA that forgot the account: ${again.stderr}`);
+  t.match(again.stderr, /registering the account key again/, 'progress says the account is registered again');
+  t.equal(pebble.accountCount(), accountsBefore + 1, 'one new registration');
+  status = await certStatus(path);
+  t.equal(status.last_outcome, 'issued', 'cert status: issued again');
+  t.not(status.serial, secondSerial, 'a new certificate is in service');
 });

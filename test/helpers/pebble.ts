@@ -32,6 +32,8 @@ export interface Pebble {
   issuedCount(): number;
   /** New orders pebble received so far. */
   orderCount(): number;
+  /** newAccount requests pebble received so far. */
+  accountCount(): number;
   stop(): Promise<void>;
   /** Starts it again on the same ports (a new CA: pebble keeps no state). */
   restart(): Promise<void>;
@@ -95,6 +97,7 @@ export async function startPebble(dir: string, opts: { httpPort: number; dnsPort
     log: fullLog,
     issuedCount: () => count(/Issued certificate serial/g),
     orderCount: () => count(/POST \/order-plz/g),
+    accountCount: () => count(/POST \/sign-me-up/g),
     async stop() {
       const c = child as ChildProcess | null;
       if (!c || c.exitCode !== null || c.signalCode !== null) return;
