@@ -224,7 +224,7 @@ export class Appliance {
       }),
       'cert.renew': async ({ name }, progress) => {
         const acmePkis = [...this.config.pki.values()].filter((p) => p.acme).map((p) => p.name);
-        if (name !== undefined && !this.config.pki.has(name)) throw new ControlError('not-found', `no pki ${name} in the config`);
+        if (name !== undefined && !this.config.pki.has(name)) throw new ControlError('usage', `no pki ${name} in the config`);
         if (name !== undefined && !acmePkis.includes(name)) throw new ControlError('usage', `pki ${name} does not use acme: its certificate is not renewed by the appliance`);
         if (acmePkis.length === 0 || !this.acme) throw new ControlError('usage', 'no pki uses acme in the running config');
         return { results: await this.acme.renew(name !== undefined ? [name] : acmePkis, progress) };

@@ -184,3 +184,39 @@ acme challenge http-01 listen on 127.0.0.1 port ${challengePort}`,
   t.equal(status.last_outcome, 'issued', 'cert status: issued again');
   t.not(status.serial, secondSerial, 'a new certificate is in service');
 });
+
+t.test('pebble: a failed validation is reported with the CA problem, then a renewal recovers', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'appliance-acme-'));
+  const dns = await startDnsServer({});
+  t.teardown(() => dns.close());
+  dns.fail('mail.example.test', 'NXDOMAIN');
+  const challengePort = await freePort();
+  const pebble = await startPebble(dir, { httpPort: challengePort, dnsPort: dns.port });
+  t.teardown(() => pebble.stop());
+  const { path } = await writeConfig(dir, {
+    pki: 'pki mail.example.test acme',
+    extra: `acme directory "${pebble.directory}"
+acme ca "${pebble.caPath}"
+acme challenge http-01 listen on 127.0.0.1 port ${challengePort}`,
+  });
+  const app = await startAppliance(path, dir);
+  t.teardown(() => app.stop());
+  const msg = 'certificate request failed; the current certificate stays in service';
+  await waitFor('the failed validation', () => logged(app, msg).length > 0, 30_000);
+  const line = logged(app, msg)[0]!;
+  t.match(line.problem, { type: /^urn:ietf:params:acme:error:/ }, "pebble's problem document is logged");
+  t.match(JSON.stringify(line.problem), /could not resolve|NXDOMAIN/i, '… and says the name did not resolve');
+  let status = await certStatus(path);
+  t.equal(status.source, 'self-signed', 'the self-signed certificate stays in service');
+  t.equal(status.last_outcome, 'failed', 'cert status: failed');
+  t.match(status.last_error, /could not resolve|NXDOMAIN/i, 'cert status: the CA detail');
+
+  dns.fail('mail.example.test', null);
+  dns.set('mail.example.test', [{ type: 'A', address: '127.0.0.1' }]);
+  const r = await run(['cert', 'renew', '-c', path], { timeoutMs: 60_000 });
+  t.equal(r.code, 0, `cert renew after the DNS fix: ${r.stderr}`);
+  status = await certStatus(path);
+  t.equal(status.source, 'acme', 'the pebble certificate is in service');
+  t.equal(status.last_outcome, 'issued', 'cert status: issued');
+  t.equal(status.last_error, null, 'the old error is cleared');
+});
