@@ -15,10 +15,10 @@
  * ACME operations run one at a time (acme-client's HTTP client is shared).
  */
 import { X509Certificate } from 'node:crypto';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { chmodSync, closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import type { Config, PkiDecl } from '../core/config/types.ts';
 import type { Logger } from '../core/log.ts';
-import { acmeCertificatePaths, secondsLeft, writeAtomic, type TlsRegistry } from '../core/tls.ts';
+import { acmeCertificatePaths, secondsLeft, type TlsRegistry } from '../core/tls.ts';
 import { acmeDir, loadOrCreateAccountKey, readAccountUrl, writeAccountUrl } from './account.ts';
 import { ariCertId, fetchRenewalWindow } from './ari.ts';
 import { AcmeError, configureAcmeHttp, describeError, withProblemCapture } from './http.ts';
@@ -313,13 +313,38 @@ function safeCertId(pem: string): string | undefined {
 }
 
 /**
- * Key (0600) and chain written to temp files first, then renamed key then
- * chain: a crash between the renames leaves a mismatched pair, which the
- * next start detects (serves self-signed and re-issues), never a torn file.
+ * Key (0600) and chain both written to temp files and fsync'd first, then
+ * renamed key then chain: a failed write (disk full) replaces nothing; only
+ * a crash between the two renames leaves a mismatched pair, which the next
+ * start detects (serves self-signed and re-issues) — never a torn file.
  */
 function storePair(dataDir: string, pki: PkiDecl, cert: string, key: string): void {
   const paths = acmeCertificatePaths(dataDir, pki);
   new X509Certificate(cert); // parseable before anything is replaced
-  writeAtomic(paths.key, key, 0o600);
-  writeAtomic(paths.cert, cert, 0o644);
+  const tmpKey = writeTemp(paths.key, key, 0o600);
+  let tmpCert: string;
+  try {
+    tmpCert = writeTemp(paths.cert, cert, 0o644);
+  } catch (err) {
+    rmSync(tmpKey, { force: true });
+    throw err;
+  }
+  renameSync(tmpKey, paths.key);
+  renameSync(tmpCert, paths.cert);
+}
+
+function writeTemp(path: string, data: string, mode: number): string {
+  const tmp = `${path}.new-${process.pid}`;
+  const fd = openSync(tmp, 'w', mode);
+  try {
+    writeFileSync(fd, data);
+    fsyncSync(fd);
+  } catch (err) {
+    closeSync(fd);
+    rmSync(tmp, { force: true });
+    throw err;
+  }
+  closeSync(fd);
+  chmodSync(tmp, mode);
+  return tmp;
 }
