@@ -1,7 +1,7 @@
 /**
  * The appliance under benchmark: `dist/cli/main.js start` on a config made
  * by the benchmark (data directory, control socket and listeners in its temp
- * directory, `user root` so nothing is chowned), detached in its own session,
+ * directory, `user root` unless told otherwise), detached in its own session,
  * ready when its log says so.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -27,14 +27,14 @@ export interface ApplianceInstance {
   stop(): Promise<void>;
 }
 
-/** `config` gets the lines after hostname, data-dir, user and control socket. */
-export async function startAppliance(o: { dir: string; config: readonly string[]; started: Started }): Promise<ApplianceInstance> {
+/** `config` gets the lines after hostname, data-dir, user (default root: nothing to chown) and control socket. */
+export async function startAppliance(o: { dir: string; config: readonly string[]; started: Started; user?: string }): Promise<ApplianceInstance> {
   mkdirSync(o.dir, { recursive: true });
   const conf = join(o.dir, 'appliance.conf');
   const dataDir = join(o.dir, 'data');
   writeFileSync(
     conf,
-    ['hostname mail.example.test', `data-dir "${dataDir}"`, 'user root', `control socket "${join(o.dir, 'control.sock')}"`, ...o.config, ''].join('\n'),
+    ['hostname mail.example.test', `data-dir "${dataDir}"`, `user ${o.user ?? 'root'}`, `control socket "${join(o.dir, 'control.sock')}"`, ...o.config, ''].join('\n'),
   );
   const log = join(o.dir, 'appliance.log');
   const fd = openSync(log, 'a');
