@@ -196,6 +196,7 @@ type Sublevels = ReturnType<typeof openSublevels>;
 type Sublevel = Sublevels['messages'] | Sublevels['bodies'] | Sublevels['due'] | Sublevels['marks'];
 
 const DUE_INDEX_MARK = 'due-index';
+const DUE_BATCH = 128;
 
 /** When the message next has something to try: the earliest next attempt of its active recipients. */
 function nextDue(rec: MessageRecord): number | undefined {
@@ -411,13 +412,23 @@ export class Queue {
     await this.ensureDueIndex();
     // The iterator reads a snapshot of the index: entries that callers move while we go
     // (claims push them into the future) are neither lost nor seen twice.
+    // Envelopes are fetched DUE_BATCH at a time (one getMany), not one random read each.
+    let ids: string[] = [];
+    const flush = async function* (this: Queue): AsyncGenerator<DueGroup> {
+      const raws = await this.messages.getMany(ids);
+      ids = [];
+      for (const raw of raws) {
+        if (raw === undefined) continue;
+        const message = toMessage(JSON.parse(raw) as MessageRecord);
+        const recipients = message.recipients.filter((r) => isDue(r, now) && (!filter || filter(r, message)));
+        if (recipients.length > 0) yield { message, recipients };
+      }
+    };
     for await (const key of this.dueIndex.keys({ lt: dueKey(now + 1, '') })) {
-      const rec = await this.record(key.slice(key.indexOf('!') + 1));
-      if (!rec) continue;
-      const message = toMessage(rec);
-      const recipients = message.recipients.filter((r) => isDue(r, now) && (!filter || filter(r, message)));
-      if (recipients.length > 0) yield { message, recipients };
+      ids.push(key.slice(key.indexOf('!') + 1));
+      if (ids.length >= DUE_BATCH) yield* flush.call(this);
     }
+    if (ids.length > 0) yield* flush.call(this);
   }
 
   /**
