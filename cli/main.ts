@@ -19,9 +19,11 @@ const mainHelp = `usage: appliance <command> [options]      (every command takes
   queue     show the queue
   reload    make the running appliance re-read its config
   dkim      make a DKIM key (dkim keygen <domain>) and print its DNS record
+  who       list the open IMAP sessions
+  kick      close a user's IMAP sessions (kick <user> [cidr])
 
 The config is -c PATH, else $APPLIANCE_CONFIG, else /etc/appliance/appliance.conf.
-Commands still to come: queue flush/remove/hold/release, who, kick, cert.`;
+Commands still to come: queue flush/remove/hold/release, cert.`;
 
 /** Each verb is loaded only when it runs: a short command should not pay for the whole server. */
 const commands: Record<string, () => Promise<{ run: (args: string[]) => Promise<number>; help: string }>> = {
@@ -32,6 +34,8 @@ const commands: Record<string, () => Promise<{ run: (args: string[]) => Promise<
   queue: async () => import('./commands/queue.ts').then((m) => ({ run: m.queueCommand, help: m.queueHelp })),
   reload: async () => import('./commands/reload.ts').then((m) => ({ run: m.reloadCommand, help: m.reloadHelp })),
   dkim: async () => import('./commands/dkim.ts').then((m) => ({ run: m.dkimCommand, help: m.dkimHelp })),
+  who: async () => import('./commands/who.ts').then((m) => ({ run: m.whoCommand, help: m.whoHelp })),
+  kick: async () => import('./commands/who.ts').then((m) => ({ run: m.kickCommand, help: m.kickHelp })),
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -40,6 +40,17 @@ export interface ControlMethods {
   'queue.hold': { params: { id: string }; result: { done: boolean } };
   'queue.release': { params: { id: string }; result: { done: boolean } };
   reload: { params: Record<string, never>; result: { reloaded: boolean } };
+  who: { params: Record<string, never>; result: { sessions: SessionView[] } };
+  kick: { params: { user: string; cidr?: string }; result: { kicked: number } };
+}
+
+/** One open session for `appliance who` (SPEC §ops: protocol, user, address, since, mailbox). */
+export interface SessionView {
+  readonly protocol: 'imap' | 'submission';
+  readonly user: string;
+  readonly address: string;
+  readonly since: string;
+  readonly mailbox: string | null;
 }
 
 export type ControlMethod = keyof ControlMethods;
