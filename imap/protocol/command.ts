@@ -500,12 +500,12 @@ function partialSpec(c: Cursor): Partial | undefined {
 function searchCommand(c: Cursor, uid: boolean): Command {
   c.sp();
   let charset: string | undefined;
-  const save = c.pos;
-  if (c.atom().toUpperCase() === 'CHARSET') {
+  if (/^charset /i.test(c.buf.toString('latin1', c.pos, c.pos + 8))) {
+    c.atom();
     c.sp();
     charset = c.astring().toString('latin1').toUpperCase();
     c.sp();
-  } else c.pos = save;
+  }
   const keys: SearchKey[] = [searchKey(c, 0)];
   while (!c.done) {
     c.sp();
