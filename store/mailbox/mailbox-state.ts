@@ -27,6 +27,8 @@ export interface Entry {
   readonly uid: number;
   readonly base: string;
   sub: 'new' | 'cur';
+  /** The file's current name in `sub` (a file in new/ may carry info too, as Dovecot leaves it). */
+  name: string;
   info: string;
   readonly vsize: number;
   readonly bareLf: boolean;
@@ -157,7 +159,7 @@ export class MailboxState {
   }
 
   path(e: Entry): string {
-    return e.sub === 'cur' ? join(this.dir, 'cur', curName(e.base, e.info)) : join(this.dir, 'new', e.base);
+    return join(this.dir, e.sub, e.name);
   }
 
   refresh(): Promise<boolean> {
@@ -254,9 +256,10 @@ export class MailboxState {
       seen.add(uid);
       const e = this.entries.get(uid);
       if (e && e.base === base) {
-        if (e.sub !== f.sub || e.info !== f.info) {
+        if (e.sub !== f.sub || e.name !== f.name) {
           const oldFlags = e.record.flags;
           e.sub = f.sub;
+          e.name = f.name;
           e.info = f.info;
           const flags = flagsOfInfo(f.info, this.keywords);
           if (flags.join(' ') !== oldFlags.join(' ')) {
@@ -270,7 +273,7 @@ export class MailboxState {
       const c = cacheEntries?.get(uid);
       if (c && c.base === base) {
         const entry: Entry = {
-          uid, base, sub: f.sub, info: f.info, vsize: c.vsize, bareLf: c.bareLf, mtimeMs: c.mtimeMs,
+          uid, base, sub: f.sub, name: f.name, info: f.info, vsize: c.vsize, bareLf: c.bareLf, mtimeMs: c.mtimeMs,
           record: { uid, flags: flagsOfInfo(f.info, this.keywords), internalDate: new Date(c.mtimeMs), size: c.vsize, modseq: c.modseq },
         };
         this.entries.set(uid, entry);
@@ -318,7 +321,7 @@ export class MailboxState {
       }
       const modseq = ++this.highestModseq;
       const entry: Entry = {
-        uid: a.uid, base: a.base, sub: a.sub, info: a.info, vsize, bareLf, mtimeMs: st.mtimeMs,
+        uid: a.uid, base: a.base, sub: a.sub, name: a.name, info: a.info, vsize, bareLf, mtimeMs: st.mtimeMs,
         record: { uid: a.uid, flags: flagsOfInfo(a.info, this.keywords), internalDate: new Date(st.mtimeMs), size: vsize, modseq },
       };
       this.entries.set(a.uid, entry);
@@ -386,7 +389,7 @@ export class MailboxState {
         const prev = out.get(p.base);
         // The same base in new/ and cur/ (a move in progress): cur/ wins.
         if (prev && prev.sub === 'cur') continue;
-        out.set(p.base, { sub, name, info: sub === 'cur' ? p.info : '' });
+        out.set(p.base, { sub, name, info: p.info });
       }
     }
     return out;
@@ -413,14 +416,15 @@ export class MailboxState {
     const claimed: number[] = [];
     for (const uid of this.recentUids()) {
       const e = this.entries.get(uid)!;
-      const to = join(this.dir, 'cur', curName(e.base, e.info));
+      const name = curName(e.base, e.info);
       try {
-        await fsp.rename(this.path(e), to);
+        await fsp.rename(this.path(e), join(this.dir, 'cur', name));
       } catch (err) {
         if ((err as { code?: string }).code === 'ENOENT') continue; // someone else moved it: the next scan sees where
         throw err;
       }
       e.sub = 'cur';
+      e.name = name;
       claimed.push(uid);
     }
     return claimed;
@@ -468,15 +472,16 @@ export class MailboxState {
       else next = e.record.flags.filter((f) => !wantedLower.has(f.toLowerCase()));
       const info = infoOfFlags(next, this.keywordIndex, e.info);
       const nextFlags = flagsOfInfo(info, this.keywords);
-      if (info !== e.info || e.sub !== 'cur') {
-        const to = join(this.dir, 'cur', curName(e.base, info));
+      if (info !== e.info || e.sub !== 'cur' || e.name !== curName(e.base, e.info)) {
+        const name = curName(e.base, info);
         try {
-          await fsp.rename(this.path(e), to);
+          await fsp.rename(this.path(e), join(this.dir, 'cur', name));
         } catch (err) {
           if ((err as { code?: string }).code === 'ENOENT') continue; // renamed/removed by someone else: the next sync tells
           throw err;
         }
         e.sub = 'cur';
+        e.name = name;
         e.info = info;
       }
       if (nextFlags.join(' ') !== e.record.flags.join(' ')) {
@@ -545,12 +550,13 @@ export class MailboxState {
       const recs: UidlistRecord[] = [];
       for (const f of files) {
         const info = infoOfFlags(this.canonicalFlags(f.flags), this.keywordIndex);
-        await fsp.rename(f.tmpPath, join(this.dir, 'cur', curName(f.base, info)));
+        const name = curName(f.base, info);
+        await fsp.rename(f.tmpPath, join(this.dir, 'cur', name));
         const uid = next++;
         recs.push({ uid, base: f.base });
         this.uidlistBases.set(f.base, uid);
         const entry: Entry = {
-          uid, base: f.base, sub: 'cur', info, vsize: f.vsize, bareLf: f.bareLf, mtimeMs: f.mtimeMs,
+          uid, base: f.base, sub: 'cur', name, info, vsize: f.vsize, bareLf: f.bareLf, mtimeMs: f.mtimeMs,
           record: { uid, flags: flagsOfInfo(info, this.keywords), internalDate: new Date(f.mtimeMs), size: f.vsize, modseq: ++this.highestModseq },
         };
         this.entries.set(uid, entry);

@@ -158,9 +158,13 @@ export function lockUidlist<T>(dir: string, fn: () => Promise<T>): Promise<T> {
 /** Appends records (caller holds the lock and re-read the file under it). */
 export async function appendUidlist(dir: string, records: readonly UidlistRecord[]): Promise<void> {
   if (records.length === 0) return;
-  const fh = await fsp.open(join(dir, UIDLIST), 'a', 0o600);
+  const fh = await fsp.open(join(dir, UIDLIST), 'a+', 0o600);
   try {
-    await fh.writeFile(records.map(formatUidlistRecord).join(''));
+    // A file cut short after its last newline (a crash mid-write elsewhere) must not swallow our first line.
+    const { size } = await fh.stat();
+    const last = Buffer.alloc(1);
+    const cut = size > 0 && (await fh.read(last, 0, 1, size - 1)).bytesRead === 1 && last[0] !== 0x0a;
+    await fh.writeFile((cut ? '\n' : '') + records.map(formatUidlistRecord).join(''));
     await fh.datasync();
   } finally {
     await fh.close();
