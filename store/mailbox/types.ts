@@ -153,6 +153,8 @@ export interface AppendInput {
 export interface UserMailStore {
   readonly root: string;
   list(): Promise<readonly MailboxInfo[]>;
+  /** The subscribed names, whether they exist or not (LSUB, LIST (SUBSCRIBED)). */
+  subscriptions(): Promise<readonly string[]>;
   /** Creates the mailbox (and missing parents); MailboxExistsError if it exists. */
   create(name: string, opts?: { readonly specialUse?: string }): Promise<void>;
   /** MailboxNotFoundError; NoPermissionError for INBOX; children are kept (RFC 3501: the name stays as \Noselect). */

@@ -1,0 +1,588 @@
+/**
+ * One mailbox directory as this process knows it, shared by every view on it
+ * (and by APPEND/COPY into it). It holds the current truth — UID → file,
+ * flags, sizes — re-read from the directory on `refresh()` and changed by our
+ * own writes, all serialised by one async mutex. Views keep their own
+ * snapshots and diff against this state (view.ts).
+ *
+ * The directory is the truth for which messages exist and their flags (file
+ * names); dovecot-uidlist for UIDs; the index cache only saves reads and
+ * stats. A file seen for the first time gets its UID under the uidlist lock
+ * (appended), its internal date from its mtime (as Dovecot), its CRLF size
+ * from `,W=` in its name or, failing that, one streaming read that also
+ * computes its MessageSummary.
+ */
+import { createReadStream } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from '../../core/log.ts';
+import { curName, flagsOfInfo, infoOfFlags, parseFileName, canonicalSystemFlag } from './filename.ts';
+import type { CachedMessage, IndexCache } from './index-cache.ts';
+import { addKeywords, readKeywords } from './keywords.ts';
+import { MimeParser, type ParseResult } from './mime.ts';
+import type { Flag, FlagOperation, MessageRecord, MessageSummary } from './types.ts';
+import { appendUidlist, lockUidlist, newMailboxGuid, readUidlist, rewriteUidlist, uidlistStamp, type Uidlist, type UidlistRecord } from './uidlist.ts';
+
+export interface Entry {
+  readonly uid: number;
+  readonly base: string;
+  sub: 'new' | 'cur';
+  /** The file's current name in `sub` (a file in new/ may carry info too, as Dovecot leaves it). */
+  name: string;
+  info: string;
+  readonly vsize: number;
+  readonly bareLf: boolean;
+  readonly mtimeMs: number;
+  record: MessageRecord;
+}
+
+/** A file to add (APPEND/COPY): already complete in tmp/. */
+export interface NewFile {
+  readonly tmpPath: string;
+  readonly base: string;
+  readonly flags: readonly Flag[];
+  readonly vsize: number;
+  readonly bareLf: boolean;
+  readonly mtimeMs: number;
+  readonly summary?: MessageSummary;
+}
+
+export interface StateContext {
+  readonly cache: IndexCache;
+  readonly log: Logger;
+  /** Counts file reads done to learn sizes/summaries (tests: "opens without reading bodies"). */
+  readonly counters: { bodyReads: number };
+}
+
+/** Serialises async sections. */
+export class Mutex {
+  private tail: Promise<void> = Promise.resolve();
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    const p = this.tail.then(fn);
+    this.tail = p.then(
+      () => undefined,
+      () => undefined,
+    );
+    return p;
+  }
+}
+
+let lastUidValidity = 0;
+/** Dovecot's way: the current time, strictly increasing within the process. */
+export function nextUidValidity(): number {
+  lastUidValidity = Math.max(Math.floor(Date.now() / 1000), lastUidValidity + 1);
+  return lastUidValidity;
+}
+
+/** Creates the uidlist of a new mailbox unless one exists (under its lock). */
+export async function initUidlist(dir: string): Promise<Uidlist> {
+  return lockUidlist(dir, async () => {
+    const existing = await readUidlist(dir);
+    if (existing) return existing.uidlist;
+    const u: Uidlist = { uidValidity: nextUidValidity(), nextUid: 1, guid: newMailboxGuid(), records: [] };
+    await rewriteUidlist(dir, u);
+    return u;
+  });
+}
+
+export class MailboxState {
+  dir: string;
+  readonly mutex = new Mutex();
+  readonly entries = new Map<number, Entry>();
+  uidValidity = 0;
+  guid = '';
+  nextUid = 1;
+  highestModseq = 1;
+  /** Changes whenever `entries` changes (views compare it). */
+  version = 0;
+  refs = 0;
+  /** Set when the directory was deleted or renamed away under us. */
+  gone = false;
+  private keywords: string[] = [];
+  private keywordsStamp = '';
+  private uidlistStampValue: string | undefined;
+  private uidlistBases = new Map<string, number>();
+  private dirStamp = '';
+  private loaded = false;
+  private sorted: MessageRecord[] | undefined;
+  private readonly listeners = new Set<{ fn: () => void; owner: unknown }>();
+  private notifyScheduled = false;
+  private notifyExcept: Set<unknown> | undefined;
+  private readonly ctx: StateContext;
+
+  constructor(dir: string, ctx: StateContext) {
+    this.dir = dir;
+    this.ctx = ctx;
+  }
+
+  /** Messages ascending by UID (the array is replaced, never mutated, when anything changes). */
+  records(): readonly MessageRecord[] {
+    if (!this.sorted) this.sorted = [...this.entries.values()].map((e) => e.record).sort((a, b) => a.uid - b.uid);
+    return this.sorted;
+  }
+
+  /** Messages in new/ (\Recent, not yet claimed by a session). */
+  recentUids(): number[] {
+    const out: number[] = [];
+    for (const e of this.entries.values()) if (e.sub === 'new') out.push(e.uid);
+    return out.sort((a, b) => a - b);
+  }
+
+  listen(owner: unknown, fn: () => void): () => void {
+    const l = { fn, owner };
+    this.listeners.add(l);
+    return () => this.listeners.delete(l);
+  }
+
+  /** Wakes listeners (coalesced, on the next tick); `except` is the writer, who knows. */
+  notify(except?: unknown): void {
+    if (!this.notifyScheduled) {
+      this.notifyScheduled = true;
+      this.notifyExcept = except === undefined ? undefined : new Set([except]);
+      setImmediate(() => {
+        this.notifyScheduled = false;
+        const skip = this.notifyExcept;
+        this.notifyExcept = undefined;
+        for (const l of [...this.listeners]) {
+          if (skip?.has(l.owner)) continue;
+          try {
+            l.fn();
+          } catch (err) {
+            this.ctx.log.error({ err, dir: this.dir }, 'mailbox change listener failed');
+          }
+        }
+      });
+    } else if (this.notifyExcept !== undefined) {
+      // A second writer (or an outside event) in the same tick: everyone but a single common writer hears it.
+      if (except === undefined || !this.notifyExcept.has(except)) this.notifyExcept = undefined;
+    }
+  }
+
+  path(e: Entry): string {
+    return join(this.dir, e.sub, e.name);
+  }
+
+  refresh(): Promise<boolean> {
+    return this.mutex.run(() => this.scan());
+  }
+
+  private changed(): void {
+    this.version++;
+    this.sorted = undefined;
+  }
+
+  private async refreshKeywords(): Promise<void> {
+    let stamp = '';
+    try {
+      const st = await fsp.stat(join(this.dir, 'dovecot-keywords'), { bigint: true });
+      stamp = `${st.ino}:${st.size}:${st.mtimeNs}`;
+    } catch {
+      stamp = 'none';
+    }
+    if (stamp === this.keywordsStamp) return;
+    this.keywords = await readKeywords(this.dir);
+    this.keywordsStamp = stamp;
+  }
+
+  private async readDirStamp(): Promise<string> {
+    const [n, c] = await Promise.all([fsp.stat(join(this.dir, 'new'), { bigint: true }), fsp.stat(join(this.dir, 'cur'), { bigint: true })]);
+    const now = BigInt(Date.now()) * 1_000_000n;
+    // A directory changed within the last 2 s may change again within its timestamp's granularity: never trust it.
+    if (now - n.mtimeNs < 2_000_000_000n || now - c.mtimeNs < 2_000_000_000n) return `dirty:${now}`;
+    return `${n.ino}:${n.mtimeNs}:${c.ino}:${c.mtimeNs}`;
+  }
+
+  /** Re-reads the directory and the control files; returns whether anything changed. Caller holds the mutex. */
+  async scan(): Promise<boolean> {
+    let dirStamp: string;
+    try {
+      dirStamp = await this.readDirStamp();
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'ENOENT') throw err;
+      // The mailbox was deleted (or renamed by another program): everything is gone.
+      this.gone = true;
+      if (this.entries.size === 0) return false;
+      this.entries.clear();
+      this.changed();
+      return true;
+    }
+    const ulStamp = await uidlistStamp(this.dir);
+    await this.refreshKeywords();
+    if (this.loaded && dirStamp === this.dirStamp && ulStamp === this.uidlistStampValue && !dirStamp.startsWith('dirty:')) return false;
+
+    const maxKnown = this.loaded ? this.nextUid - 1 : 0;
+    const files = await this.listFiles();
+    let ul = await this.readUidlistState(ulStamp);
+    let cacheEntries: Map<number, CachedMessage> | undefined;
+    if (!this.loaded) {
+      const { meta, entries } = await this.ctx.cache.load(this.guid, this.uidValidity);
+      cacheEntries = entries;
+      if (meta) this.highestModseq = Math.max(this.highestModseq, meta.highestModseq);
+    }
+
+    // Files without a UID yet (or whose UID was expunged earlier: a reappearing file gets a new one, as in Dovecot).
+    const needsUid = (base: string): boolean => {
+      const uid = this.uidlistBases.get(base);
+      if (uid === undefined) return true;
+      return this.loaded && uid <= maxKnown && !this.entries.has(uid);
+    };
+    const fresh = [...files.keys()].filter(needsUid);
+    if (fresh.length > 0) {
+      ul = await lockUidlist(this.dir, async () => {
+        const cur = await this.readUidlistState(await uidlistStamp(this.dir), true);
+        const add: UidlistRecord[] = [];
+        let next = cur.nextUid;
+        for (const base of fresh.sort()) {
+          if (!files.has(base) || !needsUid(base)) continue;
+          add.push({ uid: next, base });
+          this.uidlistBases.set(base, next);
+          next++;
+        }
+        await appendUidlist(this.dir, add);
+        this.nextUid = next;
+        this.uidlistStampValue = await uidlistStamp(this.dir);
+        return cur;
+      });
+    }
+    void ul;
+
+    let anything = false;
+    const seen = new Set<number>();
+    const cachePut = new Map<number, CachedMessage>();
+    const toAnalyze: { uid: number; base: string; sub: 'new' | 'cur'; info: string; name: string }[] = [];
+    for (const [base, f] of files) {
+      const uid = this.uidlistBases.get(base);
+      if (uid === undefined) continue;
+      seen.add(uid);
+      const e = this.entries.get(uid);
+      if (e && e.base === base) {
+        if (e.sub !== f.sub || e.name !== f.name) {
+          const oldFlags = e.record.flags;
+          e.sub = f.sub;
+          e.name = f.name;
+          e.info = f.info;
+          const flags = flagsOfInfo(f.info, this.keywords);
+          if (flags.join(' ') !== oldFlags.join(' ')) {
+            e.record = { ...e.record, flags, modseq: ++this.highestModseq };
+            cachePut.set(uid, cachedOf(e));
+          }
+          anything = true;
+        }
+        continue;
+      }
+      const c = cacheEntries?.get(uid);
+      if (c && c.base === base) {
+        const entry: Entry = {
+          uid, base, sub: f.sub, name: f.name, info: f.info, vsize: c.vsize, bareLf: c.bareLf, mtimeMs: c.mtimeMs,
+          record: { uid, flags: flagsOfInfo(f.info, this.keywords), internalDate: new Date(c.mtimeMs), size: c.vsize, modseq: c.modseq },
+        };
+        this.entries.set(uid, entry);
+        anything = true;
+        continue;
+      }
+      toAnalyze.push({ uid, base, sub: f.sub, info: f.info, name: f.name });
+    }
+    for (const uid of [...this.entries.keys()]) {
+      if (seen.has(uid)) continue;
+      this.entries.delete(uid);
+      anything = true;
+    }
+    const deleted: number[] = [];
+    if (cacheEntries) for (const uid of cacheEntries.keys()) if (!seen.has(uid)) deleted.push(uid);
+
+    // New files: stat (internal date) and, without ,W= and ,S= in the name, one read for the size.
+    const summaries: { uid: number; base: string; summary: MessageSummary }[] = [];
+    await forEachLimit(toAnalyze, 4, async (a) => {
+      const path = join(this.dir, a.sub, a.name);
+      let st;
+      try {
+        st = await fsp.stat(path);
+      } catch (err) {
+        if ((err as { code?: string }).code === 'ENOENT') return; // gone or renamed meanwhile: next scan
+        throw err;
+      }
+      const parsed = parseFileName(a.name);
+      let vsize: number;
+      let bareLf: boolean;
+      if (parsed.vsize !== undefined && parsed.size !== undefined && parsed.size === st.size) {
+        vsize = parsed.vsize;
+        bareLf = parsed.vsize !== parsed.size;
+      } else {
+        let r: ParseResult;
+        try {
+          r = await this.analyze(path);
+        } catch (err) {
+          if ((err as { code?: string }).code === 'ENOENT') return;
+          throw err;
+        }
+        vsize = r.size;
+        bareLf = r.bareLf;
+        summaries.push({ uid: a.uid, base: a.base, summary: r.summary });
+      }
+      const modseq = ++this.highestModseq;
+      const entry: Entry = {
+        uid: a.uid, base: a.base, sub: a.sub, name: a.name, info: a.info, vsize, bareLf, mtimeMs: st.mtimeMs,
+        record: { uid: a.uid, flags: flagsOfInfo(a.info, this.keywords), internalDate: new Date(st.mtimeMs), size: vsize, modseq },
+      };
+      this.entries.set(a.uid, entry);
+      cachePut.set(a.uid, cachedOf(entry));
+      anything = true;
+    });
+    this.dirStamp = dirStamp;
+    this.loaded = true;
+    if (anything) this.changed();
+    if (cachePut.size > 0 || deleted.length > 0 || cacheEntries) {
+      await this.ctx.cache.write(this.guid, { uidValidity: this.uidValidity, highestModseq: this.highestModseq }, cachePut, deleted);
+    }
+    for (const s of summaries) await this.ctx.cache.putSummary(this.guid, s.uid, s.base, s.summary);
+    return anything;
+  }
+
+  /** Reads the uidlist if it changed (or `force`), creating it when missing. Updates uidValidity, nextUid, bases. */
+  private async readUidlistState(stamp: string | undefined, force = false): Promise<Uidlist> {
+    if (!force && this.loaded && stamp !== undefined && stamp === this.uidlistStampValue) {
+      return { uidValidity: this.uidValidity, nextUid: this.nextUid, guid: this.guid, records: [] };
+    }
+    let r = await readUidlist(this.dir);
+    if (!r) {
+      await initUidlist(this.dir);
+      r = await readUidlist(this.dir);
+      if (!r) throw new Error(`cannot create ${this.dir}/dovecot-uidlist`);
+    }
+    const u = r.uidlist;
+    if (this.loaded && u.uidValidity !== this.uidValidity) {
+      // UIDVALIDITY changed under us (the uidlist was replaced): every old UID is void.
+      this.ctx.log.warn({ dir: this.dir, old: this.uidValidity, new: u.uidValidity }, 'mailbox UIDVALIDITY changed on disk');
+      this.entries.clear();
+      this.changed();
+      this.loaded = false;
+    }
+    if (!u.guid) {
+      // An old or foreign uidlist without a GUID: give it one (Dovecot does the same), keeping UIDs.
+      await lockUidlist(this.dir, async () => {
+        const again = await readUidlist(this.dir);
+        if (again && !again.uidlist.guid) await rewriteUidlist(this.dir, { ...again.uidlist, guid: newMailboxGuid() });
+      });
+      return this.readUidlistState(undefined, true);
+    }
+    this.uidValidity = u.uidValidity;
+    this.guid = u.guid;
+    this.nextUid = Math.max(u.nextUid, this.nextUid);
+    this.uidlistBases = new Map(u.records.map((rec) => [rec.base, rec.uid]));
+    this.uidlistStampValue = r.stamp;
+    return u;
+  }
+
+  private async listFiles(): Promise<Map<string, { sub: 'new' | 'cur'; name: string; info: string }>> {
+    const out = new Map<string, { sub: 'new' | 'cur'; name: string; info: string }>();
+    for (const sub of ['new', 'cur'] as const) {
+      let names: string[];
+      try {
+        names = await fsp.readdir(join(this.dir, sub));
+      } catch (err) {
+        if ((err as { code?: string }).code === 'ENOENT') continue;
+        throw err;
+      }
+      for (const name of names) {
+        if (name.startsWith('.') || name.includes('\n') || name.includes('\r')) continue;
+        const p = parseFileName(name);
+        const prev = out.get(p.base);
+        // The same base in new/ and cur/ (a move in progress): cur/ wins.
+        if (prev && prev.sub === 'cur') continue;
+        out.set(p.base, { sub, name, info: p.info });
+      }
+    }
+    return out;
+  }
+
+  private async analyze(path: string): Promise<ParseResult> {
+    this.ctx.counters.bodyReads++;
+    const parser = new MimeParser();
+    for await (const chunk of createReadStream(path, { highWaterMark: 64 * 1024 })) parser.write(chunk as Buffer);
+    return parser.end();
+  }
+
+  /** The parsed summary, from the cache or computed once (one streaming read) and cached. */
+  async summary(e: Entry): Promise<MessageSummary> {
+    const cached = await this.ctx.cache.getSummary(this.guid, e.uid, e.base);
+    if (cached) return cached;
+    const r = await this.analyze(this.path(e));
+    await this.ctx.cache.putSummary(this.guid, e.uid, e.base, r.summary);
+    return r.summary;
+  }
+
+  /** Moves the given messages from new/ to cur/ (a session has seen them). Returns those moved. Caller holds the mutex. */
+  async claimRecent(): Promise<number[]> {
+    const claimed: number[] = [];
+    for (const uid of this.recentUids()) {
+      const e = this.entries.get(uid)!;
+      const name = curName(e.base, e.info);
+      try {
+        await fsp.rename(this.path(e), join(this.dir, 'cur', name));
+      } catch (err) {
+        if ((err as { code?: string }).code === 'ENOENT') continue; // someone else moved it: the next scan sees where
+        throw err;
+      }
+      e.sub = 'cur';
+      e.name = name;
+      claimed.push(uid);
+    }
+    return claimed;
+  }
+
+  /** Canonical flags: system flags in their usual case, \Recent and unknown system flags dropped, keywords deduplicated case-insensitively. */
+  private canonicalFlags(flags: readonly Flag[]): Flag[] {
+    const out = new Map<string, Flag>();
+    for (const f of flags) {
+      if (f.startsWith('\\')) {
+        const c = canonicalSystemFlag(f);
+        if (c) out.set(c.toLowerCase(), c);
+        continue;
+      }
+      const known = this.keywords.find((k) => k !== undefined && k.toLowerCase() === f.toLowerCase());
+      out.set(f.toLowerCase(), known ?? f);
+    }
+    return [...out.values()];
+  }
+
+  private keywordIndex = (kw: string): number | undefined => {
+    const i = this.keywords.findIndex((k) => k !== undefined && k.toLowerCase() === kw.toLowerCase());
+    return i < 0 ? undefined : i;
+  };
+
+  /** Applies a flag change to the UIDs that exist; returns their records. Caller holds the mutex. */
+  async setFlags(uids: readonly number[], op: FlagOperation, flags: readonly Flag[], origin: unknown): Promise<MessageRecord[]> {
+    await this.refreshKeywords();
+    let wanted = this.canonicalFlags(flags);
+    const newKeywords = wanted.filter((f) => !f.startsWith('\\') && this.keywordIndex(f) === undefined);
+    if (newKeywords.length > 0 && op !== 'remove') {
+      this.keywords = await addKeywords(this.dir, newKeywords);
+      this.keywordsStamp = '';
+      wanted = this.canonicalFlags(flags);
+    }
+    const wantedLower = new Set(wanted.map((f) => f.toLowerCase()));
+    const out: MessageRecord[] = [];
+    const cachePut = new Map<number, CachedMessage>();
+    for (const uid of uids) {
+      const e = this.entries.get(uid);
+      if (!e) continue;
+      let next: Flag[];
+      if (op === 'replace') next = wanted;
+      else if (op === 'add') next = [...e.record.flags, ...wanted.filter((f) => !e.record.flags.some((g) => g.toLowerCase() === f.toLowerCase()))];
+      else next = e.record.flags.filter((f) => !wantedLower.has(f.toLowerCase()));
+      const info = infoOfFlags(next, this.keywordIndex, e.info);
+      const nextFlags = flagsOfInfo(info, this.keywords);
+      if (info !== e.info || e.sub !== 'cur' || e.name !== curName(e.base, e.info)) {
+        const name = curName(e.base, info);
+        try {
+          await fsp.rename(this.path(e), join(this.dir, 'cur', name));
+        } catch (err) {
+          if ((err as { code?: string }).code === 'ENOENT') continue; // renamed/removed by someone else: the next sync tells
+          throw err;
+        }
+        e.sub = 'cur';
+        e.name = name;
+        e.info = info;
+      }
+      if (nextFlags.join(' ') !== e.record.flags.join(' ')) {
+        e.record = { ...e.record, flags: nextFlags, modseq: ++this.highestModseq };
+        cachePut.set(uid, cachedOf(e));
+      }
+      out.push(e.record);
+    }
+    if (cachePut.size > 0) {
+      this.changed();
+      await this.ctx.cache.write(this.guid, { uidValidity: this.uidValidity, highestModseq: this.highestModseq }, cachePut, []);
+      this.notify(origin);
+    }
+    return out;
+  }
+
+  /** Removes messages (their files); `requireDeleted` keeps those without \Deleted. Returns the UIDs removed. Caller holds the mutex. */
+  async expunge(uids: readonly number[], requireDeleted: boolean, origin: unknown): Promise<number[]> {
+    const removed: number[] = [];
+    for (const uid of uids) {
+      const e = this.entries.get(uid);
+      if (!e) continue;
+      if (requireDeleted && !e.record.flags.includes('\\Deleted')) continue;
+      try {
+        await fsp.unlink(this.path(e));
+      } catch (err) {
+        if ((err as { code?: string }).code !== 'ENOENT') throw err;
+        // Renamed by another program meanwhile: find it by its base before giving up.
+        const again = await this.findByBase(e.base);
+        if (again) await fsp.unlink(again).catch(() => undefined);
+      }
+      this.entries.delete(uid);
+      removed.push(uid);
+    }
+    if (removed.length > 0) {
+      this.changed();
+      await this.ctx.cache.write(this.guid, { uidValidity: this.uidValidity, highestModseq: ++this.highestModseq }, new Map(), removed);
+      this.notify(origin);
+    }
+    return removed;
+  }
+
+  private async findByBase(base: string): Promise<string | undefined> {
+    for (const sub of ['cur', 'new']) {
+      const names = await fsp.readdir(join(this.dir, sub)).catch(() => [] as string[]);
+      const n = names.find((x) => x === base || x.startsWith(`${base}:`));
+      if (n) return join(this.dir, sub, n);
+    }
+    return undefined;
+  }
+
+  /** Adds complete files from tmp/ into cur/ with new UIDs (APPEND, COPY). Caller holds the mutex. */
+  async addFiles(files: readonly NewFile[], origin: unknown): Promise<number[]> {
+    if (!this.loaded) await this.scan();
+    await this.refreshKeywords();
+    const kws = [...new Set(files.flatMap((f) => this.canonicalFlags(f.flags)).filter((f) => !f.startsWith('\\') && this.keywordIndex(f) === undefined))];
+    if (kws.length > 0) {
+      this.keywords = await addKeywords(this.dir, kws);
+      this.keywordsStamp = '';
+    }
+    const uids: number[] = [];
+    const cachePut = new Map<number, CachedMessage>();
+    await lockUidlist(this.dir, async () => {
+      const cur = await this.readUidlistState(await uidlistStamp(this.dir), true);
+      let next = cur.nextUid;
+      const recs: UidlistRecord[] = [];
+      for (const f of files) {
+        const info = infoOfFlags(this.canonicalFlags(f.flags), this.keywordIndex);
+        const name = curName(f.base, info);
+        await fsp.rename(f.tmpPath, join(this.dir, 'cur', name));
+        const uid = next++;
+        recs.push({ uid, base: f.base });
+        this.uidlistBases.set(f.base, uid);
+        const entry: Entry = {
+          uid, base: f.base, sub: 'cur', name, info, vsize: f.vsize, bareLf: f.bareLf, mtimeMs: f.mtimeMs,
+          record: { uid, flags: flagsOfInfo(info, this.keywords), internalDate: new Date(f.mtimeMs), size: f.vsize, modseq: ++this.highestModseq },
+        };
+        this.entries.set(uid, entry);
+        cachePut.set(uid, cachedOf(entry));
+        uids.push(uid);
+      }
+      await appendUidlist(this.dir, recs);
+      this.nextUid = next;
+      this.uidlistStampValue = await uidlistStamp(this.dir);
+    });
+    this.changed();
+    await this.ctx.cache.write(this.guid, { uidValidity: this.uidValidity, highestModseq: this.highestModseq }, cachePut, []);
+    for (const [i, f] of files.entries()) if (f.summary) await this.ctx.cache.putSummary(this.guid, uids[i]!, f.base, f.summary);
+    this.notify(origin);
+    return uids;
+  }
+}
+
+function cachedOf(e: Entry): CachedMessage {
+  return { base: e.base, vsize: e.vsize, bareLf: e.bareLf, mtimeMs: e.mtimeMs, modseq: e.record.modseq };
+}
+
+async function forEachLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let i = 0;
+  const worker = async (): Promise<void> => {
+    while (i < items.length) await fn(items[i++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
