@@ -66,6 +66,14 @@ export async function listCommand(s: ImapSession, _tag: string, cmd: CommandOf<'
       }
     }
   }
+  if (o.selectSubscribed) {
+    // RFC 5258 §3.1: subscribed names that do not exist are \NonExistent.
+    const names = new Set(all.map((m) => m.name));
+    for (const name of await s.store!.subscriptions()) {
+      if (names.has(name) || !matches(name)) continue;
+      await s.send(['* LIST (\\NonExistent \\Subscribed) "/" ', ...encodeString(encodeMailboxName(name))]);
+    }
+  }
   return { status: 'OK', text: 'LIST completed' };
 }
 
@@ -75,9 +83,11 @@ export async function lsubCommand(s: ImapSession, _tag: string, cmd: CommandOf<'
     return { status: 'OK', text: 'LSUB completed' };
   }
   const re = patternRegExp(cmd.reference + cmd.pattern);
-  for (const m of await s.store!.list()) {
-    if (!m.subscribed || !re.test(m.name)) continue;
-    await s.send([`* LSUB (${m.noSelect ? '\\Noselect' : ''}) "/" `, ...encodeString(encodeMailboxName(m.name))]);
+  const existing = new Map((await s.store!.list()).map((m) => [m.name, m]));
+  // RFC 3501 §6.3.9: subscribed names are listed whether they exist or not.
+  for (const name of await s.store!.subscriptions()) {
+    if (!re.test(name)) continue;
+    await s.send([`* LSUB (${existing.get(name)?.noSelect ? '\\Noselect' : ''}) "/" `, ...encodeString(encodeMailboxName(name))]);
   }
   return { status: 'OK', text: 'LSUB completed' };
 }

@@ -222,6 +222,9 @@ export class MemoryUserStore implements UserMailStore {
       ...(b.specialUse ? { specialUse: b.specialUse } : {}),
     }));
   }
+  async subscriptions(): Promise<readonly string[]> {
+    return [...this.boxes.values()].filter((b) => b.subscribed).map((b) => b.name);
+  }
   async create(name: string, opts?: { readonly specialUse?: string }): Promise<void> {
     if (this.boxes.has(name)) throw new MailboxExistsError(name);
     const b = new Box(name);
