@@ -256,6 +256,11 @@ export class ImapSession {
       if (this.busy && this.queue.length > 0 && !this.waiter) socket.pause();
     });
     socket.on('timeout', () => {
+      // The client is not idle while we work on its command (a slow login, a big FETCH).
+      if (this.busy && !this.waiter) {
+        this.armTimer();
+        return;
+      }
       this.log.info({ user: this.user, literal: this.reader.inLiteral }, 'idle timeout');
       void this.send('* BYE Autologout; idle for too long');
       this.close();

@@ -9,6 +9,7 @@
  */
 import { authenticate } from '../../core/auth/authenticate.ts';
 import type { CommandOf } from '../protocol/command.ts';
+import type { LookupResult } from '../../core/tables/types.ts';
 import type { ImapSession, Tagged } from '../session.ts';
 
 export async function loginCommand(s: ImapSession, _tag: string, cmd: CommandOf<'LOGIN'>): Promise<Tagged> {
@@ -70,14 +71,20 @@ async function logIn(s: ImapSession, username: string, password: string, method:
     s.log.info({ user, ip, limit }, 'login refused: too many connections for this user from this address');
     return { status: 'NO', code: 'LIMIT', text: `Maximum number of connections from user+IP exceeded (${limit})` };
   }
-  const root = await rt.locateMaildir(user);
+  // Counted from here on (same tick as the check), so parallel logins cannot all pass it.
+  s.user = user;
+  const refused = (t: Tagged): Tagged => {
+    s.user = null;
+    return t;
+  };
+  const root = await rt.locateMaildir(user).catch((err: Error): LookupResult<string> => ({ kind: 'tempfail', error: err }));
   if (root.kind === 'tempfail') {
     s.log.error({ user, err: root.error.message }, 'mailbox lookup failed temporarily');
-    return { status: 'NO', code: 'UNAVAILABLE', text: 'Mailbox temporarily unavailable' };
+    return refused({ status: 'NO', code: 'UNAVAILABLE', text: 'Mailbox temporarily unavailable' });
   }
   if (root.kind === 'none') {
     s.log.error({ user }, 'login refused: no maildir action delivers to this user');
-    return { status: 'NO', code: 'UNAVAILABLE', text: 'This account has no mailbox' };
+    return refused({ status: 'NO', code: 'UNAVAILABLE', text: 'This account has no mailbox' });
   }
   const store = rt.mail.forRoot(root.value);
   try {
@@ -85,7 +92,6 @@ async function logIn(s: ImapSession, username: string, password: string, method:
   } catch (err) {
     s.log.warn({ user, err: (err as Error).message }, 'could not create the special mailboxes');
   }
-  s.user = user;
   s.store = store;
   s.state = 'authenticated';
   s.log = s.log.child({ user });
