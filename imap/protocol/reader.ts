@@ -54,6 +54,13 @@ export class CommandReader {
     this.emit = emit;
   }
 
+  /** Bytes held for the command being read (bounded by the limits). */
+  get bufferedBytes(): number {
+    let n = this.lineBytes;
+    for (const p of this.parts) n += p.length;
+    return n;
+  }
+
   /** True while the bytes of a literal are expected (a client may go silent in the middle). */
   get inLiteral(): boolean {
     return this.literalLeft > 0;
