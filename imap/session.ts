@@ -52,6 +52,8 @@ export interface ImapRuntime {
 
 /** Longest line segment of a command (RFC 7162 §4 asks for at least 8192). */
 export const MAX_LINE = 64 * 1024;
+/** Gathered output is written once it reaches this size (else at the end of the event-loop turn). */
+const OUTPUT_CHUNK = 64 * 1024;
 /** Unauthenticated clients get at most this long between commands. */
 const PREAUTH_TIMEOUT_MS = 60_000;
 
@@ -128,15 +130,67 @@ export class ImapSession {
     return caps;
   }
 
-  /** Writes one response line (or pieces of one, with literals); resolves once the socket can take more. */
+  /**
+   * Writes one response line (or pieces of one, with literals). Output is
+   * gathered and handed to the socket in large writes (a FETCH of thousands
+   * of messages would otherwise cost a system call per piece); resolves once
+   * the socket can take more.
+   */
   send(line: string | readonly Piece[]): Promise<void> {
     if (this.closed) return Promise.resolve();
-    const pieces = typeof line === 'string' ? [line] : line;
-    let ok = true;
-    for (const p of pieces) ok = this.socket.write(typeof p === 'string' ? Buffer.from(p, 'latin1') : p) && ok;
-    ok = this.socket.write('\r\n') && ok;
-    if (this.rt.log.isLevelEnabled('trace')) this.log.trace({ s: pieces.map((p) => (typeof p === 'string' ? p : `<${p.length} bytes>`)).join('').slice(0, 300) }, 'S:');
-    return ok ? Promise.resolve() : this.drained();
+    if (typeof line === 'string') this.outText += line;
+    else for (const p of line) this.enqueue(p);
+    this.outText += '\r\n';
+    if (this.rt.log.isLevelEnabled('trace')) {
+      const text = typeof line === 'string' ? line : line.map((p) => (typeof p === 'string' ? p : `<${p.length} bytes>`)).join('');
+      this.log.trace({ s: text.slice(0, 300) }, 'S:');
+    }
+    return this.afterEnqueue();
+  }
+
+  private outText = '';
+  private outChunks: Buffer[] = [];
+  private outBytes = 0;
+  private flushScheduled = false;
+
+  private enqueue(p: Piece): void {
+    if (typeof p === 'string') {
+      this.outText += p;
+      return;
+    }
+    this.moveText();
+    this.outChunks.push(p);
+    this.outBytes += p.length;
+  }
+
+  private moveText(): void {
+    if (this.outText === '') return;
+    const b = Buffer.from(this.outText, 'latin1');
+    this.outText = '';
+    this.outChunks.push(b);
+    this.outBytes += b.length;
+  }
+
+  private afterEnqueue(): Promise<void> {
+    if (this.outBytes + this.outText.length >= OUTPUT_CHUNK) return this.flush() ? Promise.resolve() : this.drained();
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => {
+        this.flushScheduled = false;
+        this.flush();
+      });
+    }
+    return Promise.resolve();
+  }
+
+  /** Hands everything gathered to the socket; false if the socket wants us to wait. */
+  private flush(): boolean {
+    this.moveText();
+    if (this.outChunks.length === 0 || this.closed) return true;
+    const buf = this.outChunks.length === 1 ? this.outChunks[0]! : Buffer.concat(this.outChunks, this.outBytes);
+    this.outChunks = [];
+    this.outBytes = 0;
+    return this.socket.write(buf);
   }
 
   /** Sends `+ text` and waits for the client's next line; null if the connection ends. */
@@ -171,13 +225,13 @@ export class ImapSession {
   /** Writes pieces without a line end (a FETCH response under construction). */
   write(pieces: readonly Piece[]): Promise<void> {
     if (this.closed) return Promise.resolve();
-    let ok = true;
-    for (const p of pieces) ok = this.socket.write(typeof p === 'string' ? Buffer.from(p, 'latin1') : p) && ok;
-    return ok ? Promise.resolve() : this.drained();
+    for (const p of pieces) this.enqueue(p);
+    return this.afterEnqueue();
   }
 
   /** Copies a stream onto the connection with back-pressure (a large literal). */
   async pipe(stream: AsyncIterable<Buffer>): Promise<void> {
+    if (!this.flush()) await this.drained();
     for await (const chunk of stream) {
       if (this.closed) return;
       if (!this.socket.write(chunk)) await this.drained();
@@ -211,6 +265,7 @@ export class ImapSession {
 
   close(): void {
     if (this.closed) return;
+    this.flush();
     this.socket.end();
     setTimeout(() => this.socket.destroy(), 2000).unref();
   }
@@ -223,6 +278,8 @@ export class ImapSession {
 
   /** STARTTLS after the tagged OK: the same connection continues encrypted. */
   startTls(): void {
+    // The tagged OK goes out in plaintext, before the handshake.
+    this.flush();
     const plain = this.socket;
     plain.removeAllListeners('data');
     plain.removeAllListeners('timeout');
