@@ -37,29 +37,55 @@ export async function fetchCommand(s: ImapSession, _tag: string, cmd: CommandOf<
       for (const rec of records) flagged.add(rec.uid);
     }
   }
+  // Messages are prepared a window at a time, concurrently (index reads and
+  // small bodies come from the thread pool), and written in order.
   let gone = 0;
-  for (const i of r.indexes) {
-    const uid = sel.uids[i]!;
-    const withFlags = !wantsFlags && flagged.has(uid) ? [...items, { kind: 'FLAGS' } as FetchItem] : items;
-    try {
-      await fetchOne(s, sel, i + 1, uid, withFlags);
-    } catch (err) {
-      if (!(err instanceof MessageGoneError)) throw err;
-      gone++;
+  for (let w = 0; w < r.indexes.length; w += WINDOW) {
+    const window = r.indexes.slice(w, w + WINDOW);
+    const prepared = await Promise.all(
+      window.map(async (i) => {
+        const uid = sel.uids[i]!;
+        const withFlags = !wantsFlags && flagged.has(uid) ? [...items, { kind: 'FLAGS' } as FetchItem] : items;
+        try {
+          return await prepare(sel, i + 1, uid, withFlags);
+        } catch (err) {
+          if (!(err instanceof MessageGoneError)) throw err;
+          gone++;
+          return null;
+        }
+      }),
+    );
+    for (const p of prepared) {
+      if (!p) continue;
+      try {
+        await emit(s, sel, p);
+      } catch (err) {
+        if (!(err instanceof MessageGoneError)) throw err;
+        gone++;
+      }
     }
   }
   if (gone > 0) return { status: 'NO', code: 'EXPUNGEISSUED', text: 'Some messages were expunged and not returned' };
   return { status: 'OK', text: 'FETCH completed' };
 }
 
-/** A response item whose literal may be streamed. */
-type Out = { readonly pieces: Piece[] } | { readonly head: string; readonly start: number; readonly end: number };
+/** Messages prepared at once (memory: at most WINDOW × STREAM_ABOVE of bodies). */
+const WINDOW = 32;
 
-async function fetchOne(s: ImapSession, sel: SelectedMailbox, seq: number, uid: number, items: readonly FetchItem[]): Promise<void> {
+/** A response item: text ready, or a byte range of the message (read now if small, streamed if large). */
+type Out = { readonly pieces: Piece[] } | { readonly head: string; readonly start: number; readonly end: number; data?: Buffer };
+
+interface Prepared {
+  readonly seq: number;
+  readonly uid: number;
+  readonly outs: Out[];
+}
+
+async function prepare(sel: SelectedMailbox, seq: number, uid: number, items: readonly FetchItem[]): Promise<Prepared> {
   const rec = sel.record(uid);
   if (!rec) throw new MessageGoneError(uid);
-  let summary: MessageSummary | undefined;
-  const sum = async () => (summary ??= await sel.view.summary(uid));
+  let summary: Promise<MessageSummary> | undefined;
+  const sum = () => (summary ??= sel.view.summary(uid));
   const outs: Out[] = [];
   for (const item of items) {
     switch (item.kind) {
@@ -106,10 +132,22 @@ async function fetchOne(s: ImapSession, sel: SelectedMailbox, seq: number, uid: 
         break;
     }
   }
-  // Small responses go out as one write; a large literal is streamed in place.
-  let pending: Piece[] = [`* ${seq} FETCH (`];
-  for (let k = 0; k < outs.length; k++) {
-    const o = outs[k]!;
+  // Small ranges are read now, all of a message's at once.
+  await Promise.all(
+    outs.map(async (o) => {
+      if ('pieces' in o) return;
+      const len = Math.max(0, o.end - o.start);
+      if (len > 0 && len <= STREAM_ABOVE) o.data = await sel.view.readBuffer(uid, o.start, o.end);
+    }),
+  );
+  return { seq, uid, outs };
+}
+
+async function emit(s: ImapSession, sel: SelectedMailbox, p: Prepared): Promise<void> {
+  // Small responses go out as one piece list; a large literal is streamed in place.
+  let pending: Piece[] = [`* ${p.seq} FETCH (`];
+  for (let k = 0; k < p.outs.length; k++) {
+    const o = p.outs[k]!;
     if (k > 0) pending.push(' ');
     if ('pieces' in o) {
       pending.push(...o.pieces);
@@ -117,13 +155,14 @@ async function fetchOne(s: ImapSession, sel: SelectedMailbox, seq: number, uid: 
     }
     const len = Math.max(0, o.end - o.start);
     pending.push(`${o.head} {${len}}\r\n`);
-    if (len <= STREAM_ABOVE) {
-      if (len > 0) pending.push(await sel.view.readBuffer(uid, o.start, o.end));
+    if (len === 0) continue;
+    if (o.data) {
+      pending.push(o.data);
       continue;
     }
     await s.write(pending);
     pending = [];
-    await s.pipe(await sel.view.read(uid, o.start, o.end));
+    await s.pipe(await sel.view.read(p.uid, o.start, o.end));
   }
   pending.push(')');
   await s.send(pending);

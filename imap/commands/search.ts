@@ -7,7 +7,7 @@
  * and only when a key needs it.
  */
 import { MessageGoneError } from '../../store/mailbox/errors.ts';
-import type { MessageRecord, MessageSummary, MimePart } from '../../store/mailbox/types.ts';
+import type { EnvelopeHeaders, MessageRecord, MessageSummary, MimePart } from '../../store/mailbox/types.ts';
 import type { CommandOf, SearchKey } from '../protocol/command.ts';
 import { selectIndexes } from '../protocol/sequence.ts';
 import { decodeCharset, decodeHeaderValue, decodeTransfer, fieldValue, splitHeader } from '../mime-text.ts';
@@ -22,20 +22,54 @@ export async function searchCommand(s: ImapSession, _tag: string, cmd: CommandOf
   if (cmd.charset && !CHARSETS.has(cmd.charset)) return { status: 'NO', code: 'BADCHARSET (UTF-8 US-ASCII)', text: 'Unsupported charset' };
   const sel = s.selected!;
   const hits: number[] = [];
-  for (let i = 0; i < sel.uids.length; i++) {
-    const uid = sel.uids[i]!;
-    const rec = sel.record(uid);
-    if (!rec || sel.isGone(uid)) continue;
-    const m = new Candidate(sel, i, rec);
-    try {
-      if (await matches(m, cmd.key)) hits.push(cmd.uid ? uid : i + 1);
-    } catch (err) {
-      if (!(err instanceof MessageGoneError)) throw err;
+  const needsData = usesMessageData(cmd.key);
+  // A window of messages at a time: their index entries are read concurrently.
+  for (let w = 0; w < sel.uids.length; w += WINDOW) {
+    const batch: Candidate[] = [];
+    for (let i = w; i < Math.min(w + WINDOW, sel.uids.length); i++) {
+      const uid = sel.uids[i]!;
+      const rec = sel.record(uid);
+      if (!rec || sel.isGone(uid)) continue;
+      const m = new Candidate(sel, i, rec);
+      if (needsData) m.summary().catch(() => undefined);
+      batch.push(m);
+    }
+    for (const m of batch) {
+      try {
+        if (await matches(m, cmd.key)) hits.push(cmd.uid ? m.rec.uid : m.index + 1);
+      } catch (err) {
+        if (!(err instanceof MessageGoneError)) throw err;
+      }
     }
   }
   await s.send(`* SEARCH${hits.length > 0 ? ` ${hits.join(' ')}` : ''}`);
   return { status: 'OK', text: 'SEARCH completed' };
 }
+
+const WINDOW = 64;
+
+/** Whether any key needs more than the record (flags, size, dates, numbers). */
+function usesMessageData(key: SearchKey): boolean {
+  switch (key.k) {
+    case 'header':
+    case 'body':
+    case 'text':
+      return true;
+    case 'date':
+      return key.which === 'sent';
+    case 'not':
+      return usesMessageData(key.key);
+    case 'or':
+      return usesMessageData(key.a) || usesMessageData(key.b);
+    case 'and':
+      return key.keys.some(usesMessageData);
+    default:
+      return false;
+  }
+}
+
+/** Header keys answered from the cached envelope, without reading the file. */
+const ENVELOPE_FIELDS: Readonly<Record<string, keyof EnvelopeHeaders>> = { from: 'from', to: 'to', cc: 'cc', bcc: 'bcc', subject: 'subject' };
 
 /** One message under test, loading its header and text lazily. */
 class Candidate {
@@ -140,6 +174,11 @@ async function matches(m: Candidate, key: SearchKey): Promise<boolean> {
       return day !== null && compareDay(day, key.op, key.day);
     }
     case 'header': {
+      const envField = ENVELOPE_FIELDS[key.field];
+      if (envField && key.value !== '') {
+        const raw = (await m.summary()).envelope[envField];
+        return raw !== undefined && decodeHeaderValue(raw).toLowerCase().includes(key.value.toLowerCase());
+      }
       const values = (await m.headers()).get(key.field);
       if (!values) return false;
       const needle = key.value.toLowerCase();
