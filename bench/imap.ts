@@ -186,12 +186,12 @@ resolver 127.0.0.1:9
     port,
     pids: () => (child?.pid ? [child.pid] : []),
     async start() {
+      if (child && child.exitCode === null) return;
       const log = join(dir, 'appliance.log');
       const out = (await import('node:fs')).openSync(log, 'a');
       child = spawn(process.execPath, [MAIN, 'start', '-c', conf], { stdio: ['ignore', out, out] });
       children.push(child);
       await waitFor(() => existsSync(join(dataDir, 'control.sock')), 'appliance control socket');
-      await waitFor(() => true, '');
       for (let i = 0; i < 200 && !(await canConnect(port)); i++) await new Promise((r) => setTimeout(r, 50));
     },
     async stop() {
@@ -260,6 +260,7 @@ service anvil {
     port,
     pids: () => (child?.pid ? sessionPids(child.pid) : []),
     async start() {
+      if (child && child.exitCode === null) return;
       child = spawn('dovecot', ['-F', '-c', conf], { stdio: 'ignore', detached: true });
       children.push(child);
       for (let i = 0; i < 200 && !(await canConnect(port)); i++) await new Promise((r) => setTimeout(r, 50));
@@ -303,8 +304,6 @@ r = timed('search_subject', lambda: m.uid('SEARCH', None, 'SUBJECT', 'invoice'))
 out['search_hits'] = len(r[1][0].split())
 timed('store_flags', lambda: m.store('1:*', '+FLAGS.SILENT', '(\\\\Flagged)'))
 m.store('1:*', '-FLAGS.SILENT', '(\\\\Flagged)')
-for i in range(1, int(d[0]) + 1, 9):
-    pass
 m.logout()
 print(json.dumps(out))
 `;
