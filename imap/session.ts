@@ -361,6 +361,10 @@ export class ImapSession {
         const e = this.queue.shift()!;
         await this.handle(e);
       }
+    } catch (err) {
+      // Only a bug gets here (handlers' failures are answered in handle()): end this session, not the process.
+      this.log.error({ err: (err as Error).message, stack: (err as Error).stack }, 'imap session failed');
+      this.kick('Internal server error');
     } finally {
       this.busy = false;
       if (!this.closed) this.socket.resume();
