@@ -7,7 +7,8 @@
  * UID SEARCH SUBJECT; STORE +FLAGS on all (undone afterwards, untimed).
  * Round 1 is cold (the appliance's LevelDB and Dovecot's index deleted
  * before it), the others warm. Then a full mbsync pull each, and RSS idle
- * and with 50 logged-in clients (Dovecot: all its processes summed).
+ * at start, after the rounds and with 50 logged-in clients (Dovecot: all
+ * its processes summed).
  *
  *   npx node bench/imap.ts [--messages N (10000)] [--rounds R (3)] [--max-seconds S (1200)] [--no-mbsync] [--keep]
  *
@@ -384,6 +385,10 @@ async function main(): Promise<void> {
         s.dropIndex();
       }
       await s.start();
+      if (cold) {
+        await new Promise((r) => setTimeout(r, 1000));
+        (results[s.name]!['rss_started_kib'] ??= []).push(rssOf(s.pids()));
+      }
       const out = JSON.parse(python(CLIENT, [String(s.port)])) as Record<string, number>;
       python(RESTORE, [String(s.port)]);
       for (const [k, v] of Object.entries(out)) {
@@ -395,11 +400,15 @@ async function main(): Promise<void> {
   }
   for (const s of servers) {
     await new Promise((r) => setTimeout(r, 1000));
-    results[s.name]!['rss_idle_kib'] = [rssOf(s.pids())];
+    results[s.name]!['rss_after_rounds_kib'] = [rssOf(s.pids())];
     results[s.name]!['rss_50_clients_kib'] = [await rssUnder50(s)];
     if (!opts['no-mbsync'] && Date.now() < DEADLINE) results[s.name]!['mbsync_pull_ms'] = [mbsyncPull(dir, s)];
   }
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  const median = (xs: number[]) => {
+    const v = [...xs].sort((a, b) => a - b);
+    const m = Math.floor(v.length / 2);
+    return v.length % 2 === 1 ? v[m]! : (v[m - 1]! + v[m]!) / 2;
+  };
   const summary: Record<string, unknown> = { messages: N, mib: Math.round((bytes / 1048576) * 10) / 10 };
   for (const key of Object.keys(results.appliance!)) {
     const a = results.appliance![key];
