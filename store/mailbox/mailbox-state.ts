@@ -77,7 +77,7 @@ export function nextUidValidity(): number {
 /** Creates the uidlist of a new mailbox unless one exists (under its lock). */
 export async function initUidlist(dir: string): Promise<Uidlist> {
   return lockUidlist(dir, async () => {
-    const existing = await readUidlist(dir);
+    const existing = await readUidlist(dir, true);
     if (existing) return existing.uidlist;
     const u: Uidlist = { uidValidity: nextUidValidity(), nextUid: 1, guid: newMailboxGuid(), records: [] };
     await rewriteUidlist(dir, u);
@@ -210,7 +210,6 @@ export class MailboxState {
     await this.refreshKeywords();
     if (this.loaded && dirStamp === this.dirStamp && ulStamp === this.uidlistStampValue && !dirStamp.startsWith('dirty:')) return false;
 
-    const maxKnown = this.loaded ? this.nextUid - 1 : 0;
     const files = await this.listFiles();
     let ul = await this.readUidlistState(ulStamp);
     let cacheEntries: Map<number, CachedMessage> | undefined;
@@ -220,11 +219,10 @@ export class MailboxState {
       if (meta) this.highestModseq = Math.max(this.highestModseq, meta.highestModseq);
     }
 
-    // Files without a UID yet (or whose UID was expunged earlier: a reappearing file gets a new one, as in Dovecot).
+    // Files without a UID yet, or whose UID we saw expunged: a reappearing file gets a new one, as in Dovecot.
     const needsUid = (base: string): boolean => {
       const uid = this.uidlistBases.get(base);
-      if (uid === undefined) return true;
-      return this.loaded && uid <= maxKnown && !this.entries.has(uid);
+      return uid === undefined || this.expunged.has(uid);
     };
     const fresh = [...files.keys()].filter(needsUid);
     if (fresh.length > 0) {
@@ -285,6 +283,7 @@ export class MailboxState {
     for (const uid of [...this.entries.keys()]) {
       if (seen.has(uid)) continue;
       this.entries.delete(uid);
+      this.noteExpunged(uid);
       anything = true;
     }
     const deleted: number[] = [];
@@ -338,12 +337,20 @@ export class MailboxState {
     return anything;
   }
 
+  /** UIDs seen expunged in this process (bounded: a reappearing file of an older one is rare). */
+  private readonly expunged = new Set<number>();
+
+  private noteExpunged(uid: number): void {
+    if (this.expunged.size >= 100_000) this.expunged.clear();
+    this.expunged.add(uid);
+  }
+
   /** Reads the uidlist if it changed (or `force`), creating it when missing. Updates uidValidity, nextUid, bases. */
   private async readUidlistState(stamp: string | undefined, force = false): Promise<Uidlist> {
     if (!force && this.loaded && stamp !== undefined && stamp === this.uidlistStampValue) {
       return { uidValidity: this.uidValidity, nextUid: this.nextUid, guid: this.guid, records: [] };
     }
-    let r = await readUidlist(this.dir);
+    let r = await readUidlist(this.dir, force);
     if (!r) {
       await initUidlist(this.dir);
       r = await readUidlist(this.dir);
@@ -360,7 +367,7 @@ export class MailboxState {
     if (!u.guid) {
       // An old or foreign uidlist without a GUID: give it one (Dovecot does the same), keeping UIDs.
       await lockUidlist(this.dir, async () => {
-        const again = await readUidlist(this.dir);
+        const again = await readUidlist(this.dir, true);
         if (again && !again.uidlist.guid) await rewriteUidlist(this.dir, { ...again.uidlist, guid: newMailboxGuid() });
       });
       return this.readUidlistState(undefined, true);
@@ -514,6 +521,7 @@ export class MailboxState {
         if (again) await fsp.unlink(again).catch(() => undefined);
       }
       this.entries.delete(uid);
+      this.noteExpunged(uid);
       removed.push(uid);
     }
     if (removed.length > 0) {

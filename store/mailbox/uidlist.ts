@@ -42,8 +42,14 @@ export class UidlistCorruptError extends Error {
   }
 }
 
-export function parseUidlist(text: string): Uidlist {
+/**
+ * Parses the file. Read without the lock (`complete: false`), a last line
+ * without its newline is a record being appended right now and is left for
+ * the next read, as Dovecot's reader does.
+ */
+export function parseUidlist(text: string, complete = true): Uidlist {
   const lines = text.split('\n');
+  if (!complete && lines.length > 1 && lines[lines.length - 1] !== '') lines.pop();
   const header = lines[0] ?? '';
   let uidValidity = 0;
   let nextUid = 0;
@@ -122,7 +128,7 @@ export function newMailboxGuid(): string {
 }
 
 /** Reads the uidlist of a mailbox directory; undefined if there is none (or it is empty). Throws UidlistCorruptError. */
-export async function readUidlist(dir: string): Promise<{ uidlist: Uidlist; stamp: string } | undefined> {
+export async function readUidlist(dir: string, locked = false): Promise<{ uidlist: Uidlist; stamp: string } | undefined> {
   let fh;
   try {
     fh = await fsp.open(join(dir, UIDLIST), 'r');
@@ -134,7 +140,8 @@ export async function readUidlist(dir: string): Promise<{ uidlist: Uidlist; stam
     const st = await fh.stat({ bigint: true });
     const text = await fh.readFile('utf8');
     if (text.trim() === '') return undefined;
-    return { uidlist: parseUidlist(text), stamp: `${st.ino}:${st.size}:${st.mtimeNs}` };
+    // The stamp is of what was parsed: a partial last line makes the next stamp differ (the file grows).
+    return { uidlist: parseUidlist(text, locked), stamp: `${st.ino}:${st.size}:${st.mtimeNs}` };
   } finally {
     await fh.close();
   }
