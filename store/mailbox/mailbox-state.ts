@@ -21,7 +21,9 @@ import type { CachedMessage, IndexCache } from './index-cache.ts';
 import { addKeywords, readKeywords } from './keywords.ts';
 import { MimeParser, type ParseResult } from './mime.ts';
 import type { Flag, FlagOperation, MessageRecord, MessageSummary } from './types.ts';
-import { appendUidlist, lockUidlist, newMailboxGuid, readUidlist, rewriteUidlist, uidlistStamp, type Uidlist, type UidlistRecord } from './uidlist.ts';
+import { UIDLIST, UidlistCorruptError, appendUidlist, lockUidlist, newMailboxGuid, readUidlist, rewriteUidlist, uidlistStamp, type Uidlist, type UidlistRecord } from './uidlist.ts';
+
+const KEYWORD = /^[^\u0000-\u0020\u007f-\uffff(){%*"\\\]]{1,200}$/;
 
 export interface Entry {
   readonly uid: number;
@@ -74,15 +76,16 @@ export function nextUidValidity(): number {
   return lastUidValidity;
 }
 
-/** Creates the uidlist of a new mailbox unless one exists (under its lock). */
-export async function initUidlist(dir: string): Promise<Uidlist> {
-  return lockUidlist(dir, async () => {
+/** Creates the uidlist of a new mailbox unless one exists (under its lock; `locked`: the caller holds it). */
+export async function initUidlist(dir: string, locked = false): Promise<Uidlist> {
+  const init = async (): Promise<Uidlist> => {
     const existing = await readUidlist(dir, true);
     if (existing) return existing.uidlist;
     const u: Uidlist = { uidValidity: nextUidValidity(), nextUid: 1, guid: newMailboxGuid(), records: [] };
     await rewriteUidlist(dir, u);
     return u;
-  });
+  };
+  return locked ? init() : lockUidlist(dir, init);
 }
 
 export class MailboxState {
@@ -345,15 +348,40 @@ export class MailboxState {
     this.expunged.add(uid);
   }
 
+  /**
+   * Reads the uidlist; a corrupt one is set aside as `dovecot-uidlist.broken`
+   * (Dovecot deletes it) so that a new one, with a new UIDVALIDITY, replaces it.
+   * `locked`: the caller holds the lock.
+   */
+  private async readUidlistRecovering(locked: boolean): Promise<Awaited<ReturnType<typeof readUidlist>>> {
+    try {
+      return await readUidlist(this.dir, locked);
+    } catch (err) {
+      if (!(err instanceof UidlistCorruptError)) throw err;
+      const setAside = async (): Promise<void> => {
+        try {
+          await readUidlist(this.dir, true);
+          return; // repaired meanwhile
+        } catch (again) {
+          if (!(again instanceof UidlistCorruptError)) throw again;
+          this.ctx.log.error({ dir: this.dir, err: again }, 'corrupt dovecot-uidlist set aside; the mailbox gets a new UIDVALIDITY');
+          await fsp.rename(join(this.dir, UIDLIST), join(this.dir, `${UIDLIST}.broken`));
+        }
+      };
+      await lockUidlist(this.dir, setAside, locked);
+      return readUidlist(this.dir, locked);
+    }
+  }
+
   /** Reads the uidlist if it changed (or `force`), creating it when missing. Updates uidValidity, nextUid, bases. */
   private async readUidlistState(stamp: string | undefined, force = false): Promise<Uidlist> {
     if (!force && this.loaded && stamp !== undefined && stamp === this.uidlistStampValue) {
       return { uidValidity: this.uidValidity, nextUid: this.nextUid, guid: this.guid, records: [] };
     }
-    let r = await readUidlist(this.dir, force);
+    let r = await this.readUidlistRecovering(force);
     if (!r) {
-      await initUidlist(this.dir);
-      r = await readUidlist(this.dir);
+      await initUidlist(this.dir, force);
+      r = await readUidlist(this.dir, true);
       if (!r) throw new Error(`cannot create ${this.dir}/dovecot-uidlist`);
     }
     const u = r.uidlist;
@@ -369,8 +397,8 @@ export class MailboxState {
       await lockUidlist(this.dir, async () => {
         const again = await readUidlist(this.dir, true);
         if (again && !again.uidlist.guid) await rewriteUidlist(this.dir, { ...again.uidlist, guid: newMailboxGuid() });
-      });
-      return this.readUidlistState(undefined, true);
+      }, force);
+      return this.readUidlistState(undefined, force);
     }
     this.uidValidity = u.uidValidity;
     this.guid = u.guid;
@@ -446,6 +474,8 @@ export class MailboxState {
         if (c) out.set(c.toLowerCase(), c);
         continue;
       }
+      // A keyword must be an IMAP atom: anything else could not be written to dovecot-keywords or sent back.
+      if (!KEYWORD.test(f)) continue;
       const known = this.keywords.find((k) => k !== undefined && k.toLowerCase() === f.toLowerCase());
       out.set(f.toLowerCase(), known ?? f);
     }

@@ -158,8 +158,9 @@ export async function uidlistStamp(dir: string): Promise<string | undefined> {
   }
 }
 
-export function lockUidlist<T>(dir: string, fn: () => Promise<T>): Promise<T> {
-  return withDotlock(join(dir, UIDLIST), () => fn());
+/** Runs `fn` holding dovecot-uidlist.lock (`alreadyHeld`: the caller holds it, run `fn` as it is). */
+export function lockUidlist<T>(dir: string, fn: () => Promise<T>, alreadyHeld = false): Promise<T> {
+  return alreadyHeld ? fn() : withDotlock(join(dir, UIDLIST), () => fn());
 }
 
 /** Appends records (caller holds the lock and re-read the file under it). */

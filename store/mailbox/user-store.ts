@@ -62,18 +62,23 @@ export class MaildirUserStore implements UserMailStore {
     }
   }
 
-  /** Every existing folder name (from the root's `.A.B` directories), without INBOX. */
-  private async folderNames(): Promise<string[]> {
+  /** Every folder directory's name (the root's `.A.B` directories), without INBOX; `selectable` when it is a Maildir. */
+  private async folderDirs(): Promise<{ name: string; selectable: boolean }[]> {
     const entries = await fsp.readdir(this.root, { withFileTypes: true });
-    const names: string[] = [];
+    const out: { name: string; selectable: boolean }[] = [];
     for (const d of entries) {
       if (!d.isDirectory() && !d.isSymbolicLink()) continue;
       const name = nameOfFolderDir(d.name);
       if (name === undefined) continue;
-      if (d.isSymbolicLink() && !(await this.isMailboxDir(join(this.root, d.name)))) continue;
-      names.push(name);
+      const selectable = await this.isMailboxDir(join(this.root, d.name));
+      if (d.isSymbolicLink() && !selectable) continue;
+      out.push({ name, selectable });
     }
-    return names;
+    return out;
+  }
+
+  private async folderNames(): Promise<string[]> {
+    return (await this.folderDirs()).map((d) => d.name);
   }
 
   private async specialUses(): Promise<Map<string, string>> {
@@ -91,9 +96,10 @@ export class MaildirUserStore implements UserMailStore {
 
   async list(): Promise<readonly MailboxInfo[]> {
     await this.ensureRoot();
-    const names = await this.folderNames();
-    const exists = new Set(['INBOX', ...names]);
-    const all = new Set(exists);
+    const dirs = await this.folderDirs();
+    const names = dirs.map((d) => d.name);
+    const exists = new Set(['INBOX', ...dirs.filter((d) => d.selectable).map((d) => d.name)]);
+    const all = new Set([...exists, ...names]);
     for (const n of names) {
       const levels = n.split('/');
       for (let i = 1; i < levels.length; i++) all.add(levels.slice(0, i).join('/'));
@@ -146,7 +152,9 @@ export class MaildirUserStore implements UserMailStore {
     if (!(await this.isMailboxDir(dir))) {
       const children = (await this.folderNames()).some((x) => x.startsWith(`${n.name}/`));
       if (children) throw new NoPermissionError(`${n.name} has no messages of its own to delete; delete its children first`);
-      throw new MailboxNotFoundError(n.name);
+      const stray = await fsp.stat(dir).catch(() => undefined);
+      if (!stray?.isDirectory()) throw new MailboxNotFoundError(n.name);
+      // A \Noselect directory of its own (not a Maildir): remove it like a mailbox.
     }
     // Renamed away first so that the name disappears at once (as Dovecot's DOVECOT-TRASH); children are other directories and stay.
     const trash = join(this.root, `..DELETED.${process.pid}.${Date.now()}.${Math.random().toString(36).slice(2)}`);

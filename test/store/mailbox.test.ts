@@ -274,3 +274,52 @@ t.test('special mailboxes are created once, subscribed when asked', async (t) =>
   const list = await store.list();
   t.same(list.map((m) => [m.name, m.specialUse, m.subscribed]), [['INBOX', undefined, false], ['Drafts', '\\Drafts', true], ['Junk', '\\Junk', false]]);
 });
+
+t.test('a corrupt dovecot-uidlist is set aside and replaced (new UIDVALIDITY); a v1 one is upgraded keeping UIDs', async (t) => {
+  const root = join(t.testdir(), 'u');
+  const svc = openMailStoreService({ log, hostname: 'h' });
+  const store = svc.forRoot(root);
+  await store.append('INBOX', { content: msg('a') });
+  const before = await store.status('INBOX');
+  writeFileSync(join(root, 'dovecot-uidlist'), 'garbage\n');
+  const v = await store.open('INBOX', { readOnly: false });
+  t.not(v.uidValidity, before.uidValidity, 'new UIDVALIDITY: clients must resync');
+  t.same(v.messages.map((m) => m.uid), [1]);
+  t.ok(existsSync(join(root, 'dovecot-uidlist.broken')));
+  await v.close();
+
+  const root2 = join(t.testdir(), 'v1');
+  const s2 = svc.forRoot(root2);
+  await s2.list();
+  writeFileSync(join(root2, 'cur', '100.a:2,S'), 'Subject: v1\r\n\r\n');
+  writeFileSync(join(root2, 'dovecot-uidlist'), '1 12345 8\n7 100.a:2,S\n');
+  const v2 = await s2.open('INBOX', { readOnly: true });
+  t.equal(v2.uidValidity, 12345);
+  t.same(v2.messages.map((m) => [m.uid, m.flags]), [[7, ['\\Seen']]]);
+  t.equal(v2.uidNext, 8);
+  t.match(readFileSync(join(root2, 'dovecot-uidlist'), 'utf8'), /^3 V12345 N8 G[0-9a-f]{32}\n7 :100\.a\n$/);
+  await v2.close();
+});
+
+t.test('keywords that are not IMAP atoms are not stored', async (t) => {
+  const root = join(t.testdir(), 'u');
+  const store = openMailStoreService({ log, hostname: 'h' }).forRoot(root);
+  await store.append('INBOX', { content: msg('a'), flags: ['ok', 'bad word', 'new\nline', '(x', '\\Unknown', '\\Recent'] });
+  const v = await store.open('INBOX', { readOnly: false });
+  t.same(v.messages[0]!.flags, ['ok']);
+  await v.setFlags([1], 'add', ['"q"', 'fine$1']);
+  t.same(v.messages[0]!.flags, ['fine$1', 'ok']);
+  t.equal(readFileSync(join(root, 'dovecot-keywords'), 'utf8'), '0 ok\n1 fine$1\n');
+  await v.close();
+});
+
+t.test('a folder directory that is not a Maildir is listed \\Noselect', async (t) => {
+  const root = join(t.testdir(), 'u');
+  const store = openMailStoreService({ log, hostname: 'h' }).forRoot(root);
+  await store.list();
+  mkdirSync(join(root, '.Empty'));
+  t.same((await store.list()).map((m) => [m.name, m.noSelect]), [['INBOX', false], ['Empty', true]]);
+  await t.rejects(store.open('Empty', { readOnly: true }), MailboxNotFoundError);
+  await store.delete('Empty');
+  t.same((await store.list()).map((m) => m.name), ['INBOX']);
+});
