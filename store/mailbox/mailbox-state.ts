@@ -21,7 +21,7 @@ import type { CachedMessage, IndexCache } from './index-cache.ts';
 import { addKeywords, readKeywords } from './keywords.ts';
 import { MimeParser, type ParseResult } from './mime.ts';
 import type { Flag, FlagOperation, MessageRecord, MessageSummary } from './types.ts';
-import { UIDLIST, UidlistCorruptError, appendUidlist, lockUidlist, newMailboxGuid, readUidlist, rewriteUidlist, uidlistStamp, type Uidlist, type UidlistRecord } from './uidlist.ts';
+import { UIDLIST, UidlistCorruptError, appendUidlist, lockUidlist, newMailboxGuid, readUidlist, readUidlistTail, rewriteUidlist, uidlistStamp, type Uidlist, type UidlistRecord } from './uidlist.ts';
 
 const KEYWORD = /^[^\u0000-\u0020\u007f-\uffff(){%*"\\\]]{1,200}$/;
 
@@ -104,8 +104,11 @@ export class MailboxState {
   private keywords: string[] = [];
   private keywordsStamp = '';
   private uidlistStampValue: string | undefined;
+  /** The uidlist file read last and how many bytes of it were parsed (append-only reads). */
+  private uidlistIno: bigint | undefined;
+  private uidlistOffset = 0;
   private uidlistBases = new Map<string, number>();
-  private dirStamp = '';
+  private dirStamp = { new: '', cur: '' };
   private loaded = false;
   private sorted: MessageRecord[] | undefined;
   private readonly listeners = new Set<{ fn: () => void; owner: unknown }>();
@@ -187,17 +190,17 @@ export class MailboxState {
     this.keywordsStamp = stamp;
   }
 
-  private async readDirStamp(): Promise<string> {
+  /** new/ and cur/ stamps; `dirty` when changed within the last 2 s (it may change again within its timestamp's granularity: never trusted). */
+  private async readDirStamp(): Promise<{ new: string; cur: string }> {
     const [n, c] = await Promise.all([fsp.stat(join(this.dir, 'new'), { bigint: true }), fsp.stat(join(this.dir, 'cur'), { bigint: true })]);
     const now = BigInt(Date.now()) * 1_000_000n;
-    // A directory changed within the last 2 s may change again within its timestamp's granularity: never trust it.
-    if (now - n.mtimeNs < 2_000_000_000n || now - c.mtimeNs < 2_000_000_000n) return `dirty:${now}`;
-    return `${n.ino}:${n.mtimeNs}:${c.ino}:${c.mtimeNs}`;
+    const stamp = (st: typeof n): string => (now - st.mtimeNs < 2_000_000_000n ? 'dirty' : `${st.ino}:${st.mtimeNs}`);
+    return { new: stamp(n), cur: stamp(c) };
   }
 
   /** Re-reads the directory and the control files; returns whether anything changed. Caller holds the mutex. */
   async scan(): Promise<boolean> {
-    let dirStamp: string;
+    let dirStamp: { new: string; cur: string };
     try {
       dirStamp = await this.readDirStamp();
     } catch (err) {
@@ -211,9 +214,12 @@ export class MailboxState {
     }
     const ulStamp = await uidlistStamp(this.dir);
     await this.refreshKeywords();
-    if (this.loaded && dirStamp === this.dirStamp && ulStamp === this.uidlistStampValue && !dirStamp.startsWith('dirty:')) return false;
+    const newSame = this.loaded && dirStamp.new !== 'dirty' && dirStamp.new === this.dirStamp.new;
+    const curSame = this.loaded && dirStamp.cur !== 'dirty' && dirStamp.cur === this.dirStamp.cur;
+    if (newSame && curSame && ulStamp === this.uidlistStampValue) return false;
 
-    const files = await this.listFiles();
+    // An unchanged directory is not listed again: its files are those we know (a delivery only touches new/).
+    const files = await this.listFiles(newSame ? 'new' : curSame ? 'cur' : undefined);
     let ul = await this.readUidlistState(ulStamp);
     let cacheEntries: Map<number, CachedMessage> | undefined;
     if (!this.loaded) {
@@ -225,7 +231,7 @@ export class MailboxState {
     // Files without a UID yet, or whose UID we saw expunged: a reappearing file gets a new one, as in Dovecot.
     const needsUid = (base: string): boolean => {
       const uid = this.uidlistBases.get(base);
-      return uid === undefined || this.expunged.has(uid);
+      return uid === undefined || (this.expunged.size > 0 && this.expunged.has(uid));
     };
     const fresh = [...files.keys()].filter(needsUid);
     if (fresh.length > 0) {
@@ -241,7 +247,7 @@ export class MailboxState {
         }
         await appendUidlist(this.dir, add);
         this.nextUid = next;
-        this.uidlistStampValue = await uidlistStamp(this.dir);
+        await this.ownAppendDone();
         return cur;
       });
     }
@@ -375,8 +381,23 @@ export class MailboxState {
 
   /** Reads the uidlist if it changed (or `force`), creating it when missing. Updates uidValidity, nextUid, bases. */
   private async readUidlistState(stamp: string | undefined, force = false): Promise<Uidlist> {
-    if (!force && this.loaded && stamp !== undefined && stamp === this.uidlistStampValue) {
-      return { uidValidity: this.uidValidity, nextUid: this.nextUid, guid: this.guid, records: [] };
+    const unchanged = { uidValidity: this.uidValidity, nextUid: this.nextUid, guid: this.guid, records: [] };
+    if (!force && this.loaded && stamp !== undefined && stamp === this.uidlistStampValue) return unchanged;
+    if (this.loaded && this.uidlistIno !== undefined) {
+      // Append-only: read just the new lines, as long as it is the same file.
+      const tail = await readUidlistTail(this.dir, this.uidlistIno, this.uidlistOffset, force).catch((err: unknown) => {
+        if (err instanceof UidlistCorruptError) return { kind: 'replaced' as const };
+        throw err;
+      });
+      if (tail.kind === 'tail') {
+        for (const rec of tail.records) {
+          this.uidlistBases.set(rec.base, rec.uid);
+          if (rec.uid >= this.nextUid) this.nextUid = rec.uid + 1;
+        }
+        this.uidlistOffset = tail.offset;
+        this.uidlistStampValue = tail.stamp;
+        return { ...unchanged, nextUid: this.nextUid };
+      }
     }
     let r = await this.readUidlistRecovering(force);
     if (!r) {
@@ -389,6 +410,8 @@ export class MailboxState {
       // UIDVALIDITY changed under us (the uidlist was replaced): every old UID is void.
       this.ctx.log.warn({ dir: this.dir, old: this.uidValidity, new: u.uidValidity }, 'mailbox UIDVALIDITY changed on disk');
       this.entries.clear();
+      this.expunged.clear();
+      this.nextUid = 1;
       this.changed();
       this.loaded = false;
     }
@@ -405,12 +428,26 @@ export class MailboxState {
     this.nextUid = Math.max(u.nextUid, this.nextUid);
     this.uidlistBases = new Map(u.records.map((rec) => [rec.base, rec.uid]));
     this.uidlistStampValue = r.stamp;
+    this.uidlistIno = r.ino;
+    this.uidlistOffset = r.offset;
     return u;
   }
 
-  private async listFiles(): Promise<Map<string, { sub: 'new' | 'cur'; name: string; info: string }>> {
+  /** After our own append under the lock: everything up to the end has been parsed. */
+  private async ownAppendDone(): Promise<void> {
+    const st = await fsp.stat(join(this.dir, UIDLIST), { bigint: true });
+    this.uidlistStampValue = `${st.ino}:${st.size}:${st.mtimeNs}`;
+    if (st.ino === this.uidlistIno) this.uidlistOffset = Number(st.size);
+    else this.uidlistIno = undefined; // not the file we read: read it whole next time
+  }
+
+  private async listFiles(unchanged?: 'new' | 'cur'): Promise<Map<string, { sub: 'new' | 'cur'; name: string; info: string }>> {
     const out = new Map<string, { sub: 'new' | 'cur'; name: string; info: string }>();
+    if (unchanged) {
+      for (const e of this.entries.values()) if (e.sub === unchanged) out.set(e.base, { sub: e.sub, name: e.name, info: e.info });
+    }
     for (const sub of ['new', 'cur'] as const) {
+      if (sub === unchanged) continue;
       let names: string[];
       try {
         names = await fsp.readdir(join(this.dir, sub));
@@ -419,12 +456,15 @@ export class MailboxState {
         throw err;
       }
       for (const name of names) {
-        if (name.startsWith('.') || name.includes('\n') || name.includes('\r')) continue;
-        const p = parseFileName(name);
-        const prev = out.get(p.base);
+        if (name.charCodeAt(0) === 0x2e || name.includes('\n') || name.includes('\r')) continue;
+        // Base and info only (sizes are parsed for new files alone): this loop runs over every file.
+        const colon = name.indexOf(':');
+        const base = colon < 0 ? name : name.slice(0, colon);
+        const info = colon >= 0 && name.startsWith(':2,', colon) ? name.slice(colon + 3) : '';
+        const prev = out.get(base);
         // The same base in new/ and cur/ (a move in progress): cur/ wins.
         if (prev && prev.sub === 'cur') continue;
-        out.set(p.base, { sub, name, info: p.info });
+        out.set(base, { sub, name, info });
       }
     }
     return out;
@@ -603,7 +643,7 @@ export class MailboxState {
       }
       await appendUidlist(this.dir, recs);
       this.nextUid = next;
-      this.uidlistStampValue = await uidlistStamp(this.dir);
+      await this.ownAppendDone();
     });
     this.changed();
     await this.ctx.cache.write(this.guid, { uidValidity: this.uidValidity, highestModseq: this.highestModseq }, cachePut, []);
