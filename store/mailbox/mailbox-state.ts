@@ -23,6 +23,9 @@ import { MimeParser, type ParseResult } from './mime.ts';
 import type { Flag, FlagOperation, MessageRecord, MessageSummary } from './types.ts';
 import { UIDLIST, UidlistCorruptError, appendUidlist, lockUidlist, newMailboxGuid, readUidlist, readUidlistTail, rewriteUidlist, uidlistStamp, type Uidlist, type UidlistRecord } from './uidlist.ts';
 
+/** dovecot-uidlist is rewritten without dead records once there are this many and they are a quarter of all. */
+const COMPACT_MIN_DEAD = 32;
+
 const KEYWORD = /^[^\u0000-\u0020\u007f-\uffff(){%*"\\\]]{1,200}$/;
 
 export interface Entry {
@@ -598,8 +601,33 @@ export class MailboxState {
       this.changed();
       await this.ctx.cache.write(this.guid, { uidValidity: this.uidValidity, highestModseq: ++this.highestModseq }, new Map(), removed);
       this.notify(origin);
+      const dead = this.uidlistBases.size - this.entries.size;
+      if (dead >= COMPACT_MIN_DEAD && dead * 4 >= this.uidlistBases.size) await this.compactUidlist();
     }
     return removed;
+  }
+
+  /**
+   * Rewrites dovecot-uidlist without the records of expunged messages (Dovecot
+   * does so once a quarter of them are dead): under the lock, re-read whole;
+   * a record is dropped only if its UID is below what our last scan covered
+   * and we have no such message — anything newer (another writer) is kept.
+   */
+  private async compactUidlist(): Promise<void> {
+    const covered = this.nextUid;
+    await lockUidlist(this.dir, async () => {
+      const r = await readUidlist(this.dir, true);
+      if (!r || r.uidlist.uidValidity !== this.uidValidity) return;
+      const keep = r.uidlist.records.filter((rec) => rec.uid >= covered || this.entries.has(rec.uid));
+      const nextUid = Math.max(r.uidlist.nextUid, this.nextUid);
+      await rewriteUidlist(this.dir, { ...r.uidlist, nextUid, records: keep });
+      const st = await fsp.stat(join(this.dir, UIDLIST), { bigint: true });
+      this.uidlistBases = new Map(keep.map((rec) => [rec.base, rec.uid]));
+      this.uidlistIno = st.ino;
+      this.uidlistOffset = Number(st.size);
+      this.uidlistStampValue = `${st.ino}:${st.size}:${st.mtimeNs}`;
+      this.nextUid = nextUid;
+    });
   }
 
   private async findByBase(base: string): Promise<string | undefined> {

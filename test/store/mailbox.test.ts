@@ -323,3 +323,21 @@ t.test('a folder directory that is not a Maildir is listed \\Noselect', async (t
   await store.delete('Empty');
   t.same((await store.list()).map((m) => m.name), ['INBOX']);
 });
+
+t.test('dovecot-uidlist is compacted once a quarter of its records are expunged; UIDs and UIDNEXT stay', async (t) => {
+  const root = join(t.testdir(), 'u');
+  const store = openMailStoreService({ log, hostname: 'h' }).forRoot(root);
+  for (let i = 0; i < 100; i++) await store.append('INBOX', { content: msg(`m${i}`), flags: i % 2 ? ['\\Deleted'] : [] });
+  const v = await store.open('INBOX', { readOnly: false });
+  t.equal((await v.expunge()).length, 50);
+  const lines = readFileSync(join(root, 'dovecot-uidlist'), 'utf8').trim().split('\n');
+  t.equal(lines.length, 51, 'only live records left');
+  t.match(lines[0], / N101 /);
+  t.same(lines.slice(1).map((l) => Number(l.split(' ')[0])), Array.from({ length: 50 }, (_v, i) => 2 * i + 1));
+  const { uid } = await store.append('INBOX', { content: msg('after') });
+  t.equal(uid, 101);
+  const fresh = await openMailStoreService({ log, hostname: 'h' }).forRoot(root).open('INBOX', { readOnly: true });
+  t.same(fresh.messages.map((m) => m.uid), [...Array.from({ length: 50 }, (_v, i) => 2 * i + 1), 101]);
+  await fresh.close();
+  await v.close();
+});
