@@ -15,6 +15,7 @@
  *  - view.ts           a session's view (snapshots, sync diffs, reads)
  *  - user-store.ts     one user's tree (folder operations, APPEND, COPY/MOVE)
  */
+import { isAbsolute } from 'node:path';
 import type { Logger } from '../../core/log.ts';
 import type { Store } from '../db.ts';
 import { IndexCache, levelCacheKv, memoryCacheKv, type CacheKv } from './index-cache.ts';
@@ -81,6 +82,7 @@ export function openMailStoreService(opts: MailStoreOptions): MailStoreServiceIm
   return {
     counters,
     forRoot(root: string): UserMailStore {
+      if (!isAbsolute(root) || root.includes('\0')) throw new TypeError(`mail root must be an absolute path: ${JSON.stringify(root)}`);
       let s = stores.get(root);
       if (!s) {
         s = new MaildirUserStore(root, host);

@@ -165,6 +165,30 @@ export class MaildirUserStore implements UserMailStore {
       state.notify();
     }
     await fsp.rm(trash, { recursive: true, force: true });
+    await this.renameSpecialUse((name) => (name === n.name ? undefined : name));
+  }
+
+  /** Keeps `appliance-special-use` in step with DELETE (undefined drops the line) and RENAME. */
+  private async renameSpecialUse(map: (name: string) => string | undefined): Promise<void> {
+    const file = join(this.root, SPECIAL_USE_FILE);
+    let text: string;
+    try {
+      text = await fsp.readFile(file, 'utf8');
+    } catch {
+      return;
+    }
+    const lines: string[] = [];
+    for (const line of text.split('\n')) {
+      const tab = line.lastIndexOf('\t');
+      if (tab <= 0) continue;
+      const name = map(line.slice(0, tab));
+      if (name !== undefined) lines.push(`${name}${line.slice(tab)}\n`);
+    }
+    const out = lines.join('');
+    if (out === text) return;
+    const tmp = `${file}.tmp`;
+    await fsp.writeFile(tmp, out, { mode: 0o600 });
+    await fsp.rename(tmp, file);
   }
 
   async rename(from: string, to: string): Promise<void> {
@@ -201,7 +225,9 @@ export class MaildirUserStore implements UserMailStore {
       await fsp.rename(f, t);
       this.host.moved(f, t);
     }
-    await updateSubscriptions(this.root, (subs) => subs.map((s) => (s === a.name ? b.name : s.startsWith(`${a.name}/`) ? b.name + s.slice(a.name.length) : s)));
+    const moveName = (s: string): string => (s === a.name ? b.name : s.startsWith(`${a.name}/`) ? b.name + s.slice(a.name.length) : s);
+    await updateSubscriptions(this.root, (subs) => subs.map(moveName));
+    await this.renameSpecialUse(moveName);
   }
 
   /** RFC 3501 §6.3.5: INBOX's messages move into a new mailbox; INBOX stays, empty. */

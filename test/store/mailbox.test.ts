@@ -92,6 +92,12 @@ t.test('create, list, append, open, read, summary, flags, expunge', async (t) =>
   t.same(await view.expunge(), [2]);
   t.same(view.messages.map((m) => m.uid), [1]);
   await t.rejects(view.read(2), MessageGoneError);
+  await store.rename('Entwürfe', 'Drafts');
+  t.equal((await store.list()).find((m) => m.name === 'Drafts')?.specialUse, '\\Drafts', 'the special use follows a rename');
+  await store.delete('Drafts');
+  await store.create('Drafts');
+  t.equal((await store.list()).find((m) => m.name === 'Drafts')?.specialUse, undefined, 'and goes with a delete');
+  t.throws(() => svc.forRoot('relative/path'), TypeError);
   const st = await store.status('INBOX');
   t.equal(st.messages, 1);
   t.equal(st.unseen, 0);
