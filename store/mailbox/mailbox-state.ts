@@ -194,16 +194,16 @@ export class MailboxState {
   }
 
   /** new/ and cur/ stamps; `dirty` when changed within the last 2 s (it may change again within its timestamp's granularity: never trusted). */
-  private async readDirStamp(): Promise<{ new: string; cur: string }> {
+  private async readDirStamp(): Promise<{ new: string; cur: string; raw: string }> {
     const [n, c] = await Promise.all([fsp.stat(join(this.dir, 'new'), { bigint: true }), fsp.stat(join(this.dir, 'cur'), { bigint: true })]);
     const now = BigInt(Date.now()) * 1_000_000n;
     const stamp = (st: typeof n): string => (now - st.mtimeNs < 2_000_000_000n ? 'dirty' : `${st.ino}:${st.mtimeNs}`);
-    return { new: stamp(n), cur: stamp(c) };
+    return { new: stamp(n), cur: stamp(c), raw: `${n.ino}:${n.mtimeNs}:${c.ino}:${c.mtimeNs}` };
   }
 
   /** Re-reads the directory and the control files; returns whether anything changed. Caller holds the mutex. */
   async scan(): Promise<boolean> {
-    let dirStamp: { new: string; cur: string };
+    let dirStamp: { new: string; cur: string; raw: string };
     try {
       dirStamp = await this.readDirStamp();
     } catch (err) {
@@ -222,7 +222,20 @@ export class MailboxState {
     if (newSame && curSame && ulStamp === this.uidlistStampValue) return false;
 
     // An unchanged directory is not listed again: its files are those we know (a delivery only touches new/).
-    const files = await this.listFiles(newSame ? 'new' : curSame ? 'cur' : undefined);
+    // A rename by another program while we list may hide a file from readdir: list again until the
+    // directories held still, and if they never do, expunge nothing this time.
+    let files = await this.listFiles(newSame ? 'new' : curSame ? 'cur' : undefined);
+    let stable = false;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const after = await this.readDirStamp().catch(() => undefined);
+      if (after?.raw === dirStamp.raw) {
+        stable = true;
+        break;
+      }
+      if (!after) break;
+      dirStamp = after;
+      files = await this.listFiles();
+    }
     let ul = await this.readUidlistState(ulStamp);
     let cacheEntries: Map<number, CachedMessage> | undefined;
     if (!this.loaded) {
@@ -293,13 +306,13 @@ export class MailboxState {
       toAnalyze.push({ uid, base, sub: f.sub, info: f.info, name: f.name });
     }
     for (const uid of [...this.entries.keys()]) {
-      if (seen.has(uid)) continue;
+      if (seen.has(uid) || !stable) continue;
       this.entries.delete(uid);
       this.noteExpunged(uid);
       anything = true;
     }
     const deleted: number[] = [];
-    if (cacheEntries) for (const uid of cacheEntries.keys()) if (!seen.has(uid)) deleted.push(uid);
+    if (cacheEntries && stable) for (const uid of cacheEntries.keys()) if (!seen.has(uid)) deleted.push(uid);
 
     // New files: stat (internal date) and, without ,W= and ,S= in the name, one read for the size.
     const summaries: { uid: number; base: string; summary: MessageSummary }[] = [];
@@ -339,7 +352,8 @@ export class MailboxState {
       cachePut.set(a.uid, cachedOf(entry));
       anything = true;
     });
-    this.dirStamp = dirStamp;
+    // Unstable: forget the stamps so that the next scan lists everything again.
+    this.dirStamp = stable ? dirStamp : { new: '', cur: '' };
     this.loaded = true;
     if (anything) this.changed();
     if (cachePut.size > 0 || deleted.length > 0 || cacheEntries) {

@@ -14,6 +14,7 @@ import { initUidlist, type MailboxState, type NewFile, type StateContext } from 
 import { parseMessage } from './mime.ts';
 import { folderDirName, mailboxDir, nameOfFolderDir, parseMailboxName, type MailboxName } from './names.ts';
 import { readSubscriptions, updateSubscriptions } from './subscriptions.ts';
+import { readUidlist } from './uidlist.ts';
 import type { AppendInput, MailboxInfo, MailboxStatus, MailboxView, UserMailStore } from './types.ts';
 import { View } from './view.ts';
 
@@ -157,6 +158,7 @@ export class MaildirUserStore implements UserMailStore {
       // A \Noselect directory of its own (not a Maildir): remove it like a mailbox.
     }
     // Renamed away first so that the name disappears at once (as Dovecot's DOVECOT-TRASH); children are other directories and stay.
+    const guid = (await readUidlist(dir, true).catch(() => undefined))?.uidlist.guid;
     const trash = join(this.root, `..DELETED.${process.pid}.${Date.now()}.${Math.random().toString(36).slice(2)}`);
     await fsp.rename(dir, trash);
     const state = this.host.loaded(dir);
@@ -165,6 +167,7 @@ export class MaildirUserStore implements UserMailStore {
       state.notify();
     }
     await fsp.rm(trash, { recursive: true, force: true });
+    if (guid) await this.host.ctx.cache.drop(guid).catch((err: unknown) => this.host.ctx.log.warn({ err, guid }, 'dropping the index of a deleted mailbox failed'));
     await this.renameSpecialUse((name) => (name === n.name ? undefined : name));
   }
 

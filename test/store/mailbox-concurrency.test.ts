@@ -6,7 +6,7 @@
  * dovecot-keywords, and a fresh reader sees exactly what each writer was told.
  */
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -53,5 +53,55 @@ t.test('three processes append to one mailbox: unique UIDs, consistent uidlist a
     if (m.flags.join() !== want.join()) mismatched++;
   }
   t.equal(mismatched, 0, 'each UID holds the message its writer was told, with its keyword');
+  await view.close();
+});
+
+t.test('another program renaming files (flag changes) while we sync: no false expunge, no UID change', async (t) => {
+  const root = join(t.testdir(), 'mail', 'bob');
+  const svc = openMailStoreService({ log: pino({ level: 'silent' }), hostname: 'h' });
+  const store = svc.forRoot(root);
+  await store.list();
+  // Enough files that readdir needs several getdents calls (the window where a rename can hide a file).
+  for (let i = 0; i < 3000; i++) {
+    const body = `Subject: r${i}\r\n\r\nx\r\n`;
+    writeFileSync(join(root, 'cur', `${1700000000 + i}.M${i}P7.renamer-test-host-with-a-long-name,S=${body.length},W=${body.length}:2,`), body);
+  }
+  const view = await store.open('INBOX', { readOnly: false });
+  const uids = view.messages.map((m) => m.uid);
+  // A mutt-like program toggling \Seen by renames, bounded in count and time.
+  const script = `
+    const fs = require('node:fs'); const path = require('node:path');
+    const cur = ${JSON.stringify(join(root, 'cur'))};
+    const until = Date.now() + 2000; let n = 0;
+    while (Date.now() < until && n < 200000) {
+      for (const f of fs.readdirSync(cur)) {
+        const to = f.endsWith(':2,S') ? f.slice(0, -1) : f.endsWith(':2,') ? f + 'S' : null;
+        if (to) { try { fs.renameSync(path.join(cur, f), path.join(cur, to)); n++; } catch {} }
+      }
+    }
+    process.stdout.write(String(n));`;
+  const child = run(process.execPath, ['-e', script], { timeout: 30_000 });
+  let expunged = 0;
+  let added = 0;
+  let syncs = 0;
+  const done = child.then(() => undefined);
+  let finished = false;
+  void done.then(() => (finished = true));
+  while (!finished && syncs < 10_000) {
+    const ch = await view.sync();
+    expunged += ch.expunged.length;
+    added += ch.added.length;
+    syncs++;
+  }
+  const renames = Number((await child).stdout);
+  t.ok(renames > 0, `${renames} renames by the other program during ${syncs} syncs`);
+  t.equal(expunged, 0, 'no message reported expunged');
+  t.equal(added, 0, 'no message got a new UID');
+  const final = await view.sync();
+  t.same(final.expunged, []);
+  t.same(view.messages.map((m) => m.uid), uids);
+  const names = readdirSync(join(root, 'cur'));
+  const seen = names.filter((n) => n.endsWith(':2,S')).length;
+  t.equal(view.messages.filter((m) => m.flags.includes('\\Seen')).length, seen, 'flags agree with the file names at rest');
   await view.close();
 });
