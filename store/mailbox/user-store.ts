@@ -28,8 +28,10 @@ export interface StoreHost {
   release(state: MailboxState): void;
   /** A loaded state of this directory, if any (for notifications and renames). */
   loaded(dir: string): MailboxState | undefined;
-  /** Moves loaded states after a directory rename (`from` and everything under `from.`). */
+  /** Moves a loaded state after a directory rename. */
   moved(fromDir: string, toDir: string): void;
+  /** Drops a loaded state (its directory was deleted); views holding it see everything expunged. */
+  forget(dir: string): void;
 }
 
 export class MaildirUserStore implements UserMailStore {
@@ -163,6 +165,7 @@ export class MaildirUserStore implements UserMailStore {
     await fsp.rename(dir, trash);
     const state = this.host.loaded(dir);
     if (state) {
+      this.host.forget(dir);
       state.gone = true;
       state.notify();
     }

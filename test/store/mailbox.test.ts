@@ -347,3 +347,26 @@ t.test('dovecot-uidlist is compacted once a quarter of its records are expunged;
   await fresh.close();
   await v.close();
 });
+
+t.test('DELETE under an open view: the view sees everything expunged; a new mailbox of that name is a new one', async (t) => {
+  const root = join(t.testdir(), 'u');
+  const store = openMailStoreService({ log, hostname: 'h' }).forRoot(root);
+  await store.create('A');
+  await store.append('A', { content: msg('a1') });
+  await store.append('A', { content: msg('a2') });
+  const before = await store.status('A');
+  const v = await store.open('A', { readOnly: false });
+  let woke = 0;
+  v.onChange(() => woke++);
+  await store.delete('A');
+  await new Promise((r) => setImmediate(r));
+  t.equal(woke, 1, 'the view is told');
+  t.same((await v.sync()).expunged, [1, 2]);
+  await t.rejects(v.read(1), MessageGoneError);
+  await store.create('A');
+  const again = await store.open('A', { readOnly: true });
+  t.equal(again.messages.length, 0);
+  t.not(again.uidValidity, before.uidValidity);
+  await again.close();
+  await v.close();
+});
