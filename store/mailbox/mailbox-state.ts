@@ -12,7 +12,6 @@
  * from `,W=` in its name or, failing that, one streaming read that also
  * computes its MessageSummary.
  */
-import { createReadStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../../core/log.ts';
@@ -22,6 +21,9 @@ import { addKeywords, readKeywords } from './keywords.ts';
 import { MimeParser, type ParseResult } from './mime.ts';
 import type { Flag, FlagOperation, MessageRecord, MessageSummary } from './types.ts';
 import { UIDLIST, UidlistCorruptError, appendUidlist, lockUidlist, newMailboxGuid, readUidlist, readUidlistTail, rewriteUidlist, uidlistStamp, type Uidlist, type UidlistRecord } from './uidlist.ts';
+
+/** Summaries read from the index in one round trip when one is asked for. */
+const READ_AHEAD = 64;
 
 /** dovecot-uidlist is rewritten without dead records once there are this many and they are a quarter of all. */
 const COMPACT_MIN_DEAD = 32;
@@ -490,18 +492,65 @@ export class MailboxState {
   private async analyze(path: string): Promise<ParseResult> {
     this.ctx.counters.bodyReads++;
     const parser = new MimeParser();
-    for await (const chunk of createReadStream(path, { highWaterMark: 64 * 1024 })) parser.write(chunk as Buffer);
+    // Plain reads into one buffer: a stream per file costs more than reading a typical message.
+    const fh = await fsp.open(path, 'r');
+    try {
+      const buf = Buffer.allocUnsafe(64 * 1024);
+      for (let pos = 0; ; ) {
+        const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+        if (bytesRead === 0) break;
+        parser.write(buf.subarray(0, bytesRead));
+        pos += bytesRead;
+      }
+    } finally {
+      await fh.close();
+    }
     return parser.end();
   }
 
-  /** The parsed summary, from the cache or computed once (one streaming read) and cached. */
+  /**
+   * The parsed summary: from a small in-memory window, else from the index —
+   * reading ahead the summaries of the next messages in UID order, since a
+   * FETCH asks for them in turn — else computed once (one streaming read) and
+   * cached.
+   */
   async summary(e: Entry): Promise<MessageSummary> {
-    const cached = await this.ctx.cache.getSummary(this.guid, e.uid, e.base);
-    if (cached) return cached;
+    const hit = this.summaryWindow.get(e.uid);
+    if (hit && hit.base === e.base) return hit.summary;
+    const records = this.records();
+    let lo = 0;
+    let hi = records.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (records[mid]!.uid < e.uid) lo = mid + 1;
+      else hi = mid;
+    }
+    const wanted = [{ uid: e.uid, base: e.base }];
+    const ahead = this.readAheadPause > 0 ? 1 : READ_AHEAD;
+    if (this.readAheadPause > 0) this.readAheadPause--;
+    for (let i = lo + 1; i < records.length && wanted.length < ahead; i++) {
+      const next = this.entries.get(records[i]!.uid);
+      if (next && !this.summaryWindow.has(next.uid)) wanted.push({ uid: next.uid, base: next.base });
+    }
+    const got = await this.ctx.cache.getSummaries(this.guid, wanted);
+    if (got.length > 1) {
+      this.summaryWindow.clear();
+      got.forEach((s, i) => {
+        if (s) this.summaryWindow.set(wanted[i]!.uid, { base: wanted[i]!.base, summary: s });
+      });
+      // Nothing ahead is cached (a cold index): stop reading ahead for a while.
+      if (this.summaryWindow.size === (got[0] ? 1 : 0)) this.readAheadPause = READ_AHEAD;
+    }
+    if (got[0]) return got[0];
     const r = await this.analyze(this.path(e));
     await this.ctx.cache.putSummary(this.guid, e.uid, e.base, r.summary);
     return r.summary;
   }
+
+  private readAheadPause = 0;
+
+  /** Summaries read ahead from the index (at most READ_AHEAD). */
+  private readonly summaryWindow = new Map<number, { base: string; summary: MessageSummary }>();
 
   /** Moves the given messages from new/ to cur/ (a session has seen them). Returns those moved. Caller holds the mutex. */
   async claimRecent(): Promise<number[]> {
