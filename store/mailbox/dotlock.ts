@@ -27,8 +27,14 @@ export interface DotlockOptions {
 const HOST = hostname();
 const inProcess = new Map<string, Promise<void>>();
 
-/** Runs `fn` holding `<target>.lock`; `fn` gets the lock's path (it may write the new content there and `rename` it over the target). */
-export async function withDotlock<T>(target: string, fn: (lockPath: string) => Promise<T>, opts: DotlockOptions = {}): Promise<T> {
+/** The lock held: its path, and `replace()` to rename it (with the new content written into it) over the target. */
+export interface HeldLock {
+  readonly path: string;
+  replace(): Promise<void>;
+}
+
+/** Runs `fn` holding `<target>.lock`. */
+export async function withDotlock<T>(target: string, fn: (lock: HeldLock) => Promise<T>, opts: DotlockOptions = {}): Promise<T> {
   const lockPath = `${target}.lock`;
   const prev = inProcess.get(lockPath) ?? Promise.resolve();
   let release!: () => void;
@@ -37,12 +43,23 @@ export async function withDotlock<T>(target: string, fn: (lockPath: string) => P
   inProcess.set(lockPath, chain);
   await prev;
   try {
-    await acquire(lockPath, opts.staleMs ?? 120_000, opts.timeoutMs ?? 122_000);
+    const ino = await acquire(lockPath, opts.staleMs ?? 120_000, opts.timeoutMs ?? 122_000);
+    let consumed = false;
+    const held: HeldLock = {
+      path: lockPath,
+      async replace() {
+        await fsp.rename(lockPath, target);
+        consumed = true;
+      },
+    };
     try {
-      return await fn(lockPath);
+      return await fn(held);
     } finally {
-      // The lock may have been renamed over the target by fn (the replace pattern).
-      await fsp.unlink(lockPath).catch(() => undefined);
+      // Only our own lock: after a replace, or if ours was overridden as stale, the file there is someone else's.
+      if (!consumed) {
+        const st = await fsp.stat(lockPath).catch(() => undefined);
+        if (st && st.ino === ino) await fsp.unlink(lockPath).catch(() => undefined);
+      }
     }
   } finally {
     release();
@@ -50,17 +67,18 @@ export async function withDotlock<T>(target: string, fn: (lockPath: string) => P
   }
 }
 
-async function acquire(lockPath: string, staleMs: number, timeoutMs: number): Promise<void> {
+/** Creates the lock; returns its inode. */
+async function acquire(lockPath: string, staleMs: number, timeoutMs: number): Promise<number> {
   const deadline = Date.now() + timeoutMs;
   for (let delay = 5; ; delay = Math.min(delay * 2, 200)) {
     try {
       const fh = await fsp.open(lockPath, 'wx', 0o600);
       try {
         await fh.writeFile(`${process.pid}:${HOST}`);
+        return (await fh.stat()).ino;
       } finally {
         await fh.close();
       }
-      return;
     } catch (err) {
       if ((err as { code?: string }).code !== 'EEXIST') throw err;
     }

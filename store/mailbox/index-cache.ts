@@ -26,6 +26,7 @@ export interface CacheMeta {
 /** The little key-value surface the cache needs (LevelDB, or a Map in tests). */
 export interface CacheKv {
   get(key: string): Promise<string | undefined>;
+  getMany(keys: readonly string[]): Promise<(string | undefined)[]>;
   batch(ops: readonly ({ type: 'put'; key: string; value: string } | { type: 'del'; key: string })[]): Promise<void>;
   range(prefix: string): AsyncIterable<readonly [string, string]>;
 }
@@ -35,6 +36,9 @@ export function levelCacheKv(level: Level<string, string>): CacheKv {
   return {
     async get(key) {
       return (await sub.get(key)) ?? undefined;
+    },
+    async getMany(keys) {
+      return (await sub.getMany([...keys])).map((v) => v ?? undefined);
     },
     async batch(ops) {
       if (ops.length > 0) await sub.batch(ops.map((o) => ({ ...o })));
@@ -51,6 +55,9 @@ export function memoryCacheKv(): CacheKv & { readonly map: Map<string, string> }
     map,
     async get(key) {
       return map.get(key);
+    },
+    async getMany(keys) {
+      return keys.map((k) => map.get(k));
     },
     async batch(ops) {
       for (const o of ops) {
@@ -110,14 +117,21 @@ export class IndexCache {
   }
 
   async getSummary(guid: string, uid: number, base: string): Promise<MessageSummary | undefined> {
-    const raw = await this.kv.get(`${guid}!s!${uidKey(uid)}`);
-    if (!raw) return undefined;
-    try {
-      const v = JSON.parse(raw) as { b: string; s: MessageSummary };
-      return v.b === base ? v.s : undefined;
-    } catch {
-      return undefined;
-    }
+    return (await this.getSummaries(guid, [{ uid, base }]))[0];
+  }
+
+  /** Several at once (one LevelDB round trip): a FETCH of many messages reads ahead. */
+  async getSummaries(guid: string, wanted: readonly { uid: number; base: string }[]): Promise<(MessageSummary | undefined)[]> {
+    const raws = await this.kv.getMany(wanted.map((w) => `${guid}!s!${uidKey(w.uid)}`));
+    return raws.map((raw, i) => {
+      if (!raw) return undefined;
+      try {
+        const v = JSON.parse(raw) as { b: string; s: MessageSummary };
+        return v.b === wanted[i]!.base ? v.s : undefined;
+      } catch {
+        return undefined;
+      }
+    });
   }
 
   async putSummary(guid: string, uid: number, base: string, summary: MessageSummary): Promise<void> {

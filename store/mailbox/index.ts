@@ -15,6 +15,7 @@
  *  - view.ts           a session's view (snapshots, sync diffs, reads)
  *  - user-store.ts     one user's tree (folder operations, APPEND, COPY/MOVE)
  */
+import { isAbsolute } from 'node:path';
 import type { Logger } from '../../core/log.ts';
 import type { Store } from '../db.ts';
 import { IndexCache, levelCacheKv, memoryCacheKv, type CacheKv } from './index-cache.ts';
@@ -27,6 +28,9 @@ export * from './types.ts';
 export * from './errors.ts';
 export { decodeModifiedUtf7, encodeModifiedUtf7, parseMailboxName } from './names.ts';
 export { LockTimeoutError } from './dotlock.ts';
+
+/** How many mailboxes nobody has open stay loaded (memory: about 600 bytes a message each). */
+const IDLE_STATES = 8;
 
 export interface MailStoreOptions {
   /** The appliance's LevelDB; without it the index lives in memory (tests, one-off CLI use). */
@@ -48,6 +52,8 @@ export function openMailStoreService(opts: MailStoreOptions): MailStoreServiceIm
   const counters = { bodyReads: 0 };
   const ctx: StateContext = { cache: new IndexCache(kv), log: opts.log, counters };
   const states = new Map<string, MailboxState>();
+  /** Unreferenced states kept for reuse, oldest first (bounded). */
+  const idle = new Map<string, MailboxState>();
   const stores = new Map<string, MaildirUserStore>();
 
   const host: StoreHost = {
@@ -59,28 +65,44 @@ export function openMailStoreService(opts: MailStoreOptions): MailStoreServiceIm
         s = new MailboxState(dir, ctx);
         states.set(dir, s);
       }
+      idle.delete(dir);
       s.refs++;
       return s;
     },
     release(state) {
       state.refs--;
-      if (state.refs <= 0 && states.get(state.dir) === state) states.delete(state.dir);
+      if (state.refs > 0 || states.get(state.dir) !== state) return;
+      // Kept a while (STATUS/LIST-STATUS, APPEND/COPY targets, re-SELECT) — every use re-syncs it first.
+      idle.delete(state.dir);
+      idle.set(state.dir, state);
+      for (const [dir, s] of idle) {
+        if (idle.size <= IDLE_STATES) break;
+        idle.delete(dir);
+        if (s.refs <= 0 && states.get(dir) === s) states.delete(dir);
+      }
     },
     loaded(dir) {
       return states.get(dir);
+    },
+    forget(dir) {
+      states.delete(dir);
+      idle.delete(dir);
     },
     moved(fromDir, toDir) {
       const s = states.get(fromDir);
       if (!s) return;
       states.delete(fromDir);
+      idle.delete(fromDir);
       s.dir = toDir;
       states.set(toDir, s);
+      if (s.refs <= 0) idle.set(toDir, s);
     },
   };
 
   return {
     counters,
     forRoot(root: string): UserMailStore {
+      if (!isAbsolute(root) || root.includes('\0')) throw new TypeError(`mail root must be an absolute path: ${JSON.stringify(root)}`);
       let s = stores.get(root);
       if (!s) {
         s = new MaildirUserStore(root, host);

@@ -46,7 +46,7 @@ export async function readKeywords(dir: string): Promise<string[]> {
  */
 export async function addKeywords(dir: string, wanted: readonly string[]): Promise<string[]> {
   const target = join(dir, KEYWORDS_FILE);
-  return withDotlock(target, async (lockPath) => {
+  return withDotlock(target, async (lock) => {
     const table = await readKeywords(dir);
     let changed = false;
     for (const kw of wanted) {
@@ -58,14 +58,14 @@ export async function addKeywords(dir: string, wanted: readonly string[]): Promi
       changed = true;
     }
     if (changed) {
-      const fh = await fsp.open(lockPath, 'w');
+      const fh = await fsp.open(lock.path, 'w');
       try {
         await fh.writeFile(formatKeywords(table));
         await fh.datasync();
       } finally {
         await fh.close();
       }
-      await fsp.rename(lockPath, target);
+      await lock.replace();
     }
     return table;
   }, { staleMs: 30_000 });

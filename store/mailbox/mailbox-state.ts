@@ -12,7 +12,6 @@
  * from `,W=` in its name or, failing that, one streaming read that also
  * computes its MessageSummary.
  */
-import { createReadStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../../core/log.ts';
@@ -21,7 +20,15 @@ import type { CachedMessage, IndexCache } from './index-cache.ts';
 import { addKeywords, readKeywords } from './keywords.ts';
 import { MimeParser, type ParseResult } from './mime.ts';
 import type { Flag, FlagOperation, MessageRecord, MessageSummary } from './types.ts';
-import { appendUidlist, lockUidlist, newMailboxGuid, readUidlist, rewriteUidlist, uidlistStamp, type Uidlist, type UidlistRecord } from './uidlist.ts';
+import { UIDLIST, UidlistCorruptError, appendUidlist, lockUidlist, newMailboxGuid, readUidlist, readUidlistTail, rewriteUidlist, uidlistStamp, type Uidlist, type UidlistRecord } from './uidlist.ts';
+
+/** Summaries read from the index in one round trip when one is asked for. */
+const READ_AHEAD = 64;
+
+/** dovecot-uidlist is rewritten without dead records once there are this many and they are a quarter of all. */
+const COMPACT_MIN_DEAD = 32;
+
+const KEYWORD = /^[^\u0000-\u0020\u007f-\uffff(){%*"\\\]]{1,200}$/;
 
 export interface Entry {
   readonly uid: number;
@@ -74,15 +81,16 @@ export function nextUidValidity(): number {
   return lastUidValidity;
 }
 
-/** Creates the uidlist of a new mailbox unless one exists (under its lock). */
-export async function initUidlist(dir: string): Promise<Uidlist> {
-  return lockUidlist(dir, async () => {
-    const existing = await readUidlist(dir);
+/** Creates the uidlist of a new mailbox unless one exists (under its lock; `locked`: the caller holds it). */
+export async function initUidlist(dir: string, locked = false): Promise<Uidlist> {
+  const init = async (): Promise<Uidlist> => {
+    const existing = await readUidlist(dir, true);
     if (existing) return existing.uidlist;
     const u: Uidlist = { uidValidity: nextUidValidity(), nextUid: 1, guid: newMailboxGuid(), records: [] };
     await rewriteUidlist(dir, u);
     return u;
-  });
+  };
+  return locked ? init() : lockUidlist(dir, init);
 }
 
 export class MailboxState {
@@ -101,8 +109,11 @@ export class MailboxState {
   private keywords: string[] = [];
   private keywordsStamp = '';
   private uidlistStampValue: string | undefined;
+  /** The uidlist file read last and how many bytes of it were parsed (append-only reads). */
+  private uidlistIno: bigint | undefined;
+  private uidlistOffset = 0;
   private uidlistBases = new Map<string, number>();
-  private dirStamp = '';
+  private dirStamp = { new: '', cur: '' };
   private loaded = false;
   private sorted: MessageRecord[] | undefined;
   private readonly listeners = new Set<{ fn: () => void; owner: unknown }>();
@@ -184,17 +195,17 @@ export class MailboxState {
     this.keywordsStamp = stamp;
   }
 
-  private async readDirStamp(): Promise<string> {
+  /** new/ and cur/ stamps; `dirty` when changed within the last 2 s (it may change again within its timestamp's granularity: never trusted). */
+  private async readDirStamp(): Promise<{ new: string; cur: string; raw: string }> {
     const [n, c] = await Promise.all([fsp.stat(join(this.dir, 'new'), { bigint: true }), fsp.stat(join(this.dir, 'cur'), { bigint: true })]);
     const now = BigInt(Date.now()) * 1_000_000n;
-    // A directory changed within the last 2 s may change again within its timestamp's granularity: never trust it.
-    if (now - n.mtimeNs < 2_000_000_000n || now - c.mtimeNs < 2_000_000_000n) return `dirty:${now}`;
-    return `${n.ino}:${n.mtimeNs}:${c.ino}:${c.mtimeNs}`;
+    const stamp = (st: typeof n): string => (now - st.mtimeNs < 2_000_000_000n ? 'dirty' : `${st.ino}:${st.mtimeNs}`);
+    return { new: stamp(n), cur: stamp(c), raw: `${n.ino}:${n.mtimeNs}:${c.ino}:${c.mtimeNs}` };
   }
 
   /** Re-reads the directory and the control files; returns whether anything changed. Caller holds the mutex. */
   async scan(): Promise<boolean> {
-    let dirStamp: string;
+    let dirStamp: { new: string; cur: string; raw: string };
     try {
       dirStamp = await this.readDirStamp();
     } catch (err) {
@@ -208,10 +219,25 @@ export class MailboxState {
     }
     const ulStamp = await uidlistStamp(this.dir);
     await this.refreshKeywords();
-    if (this.loaded && dirStamp === this.dirStamp && ulStamp === this.uidlistStampValue && !dirStamp.startsWith('dirty:')) return false;
+    const newSame = this.loaded && dirStamp.new !== 'dirty' && dirStamp.new === this.dirStamp.new;
+    const curSame = this.loaded && dirStamp.cur !== 'dirty' && dirStamp.cur === this.dirStamp.cur;
+    if (newSame && curSame && ulStamp === this.uidlistStampValue) return false;
 
-    const maxKnown = this.loaded ? this.nextUid - 1 : 0;
-    const files = await this.listFiles();
+    // An unchanged directory is not listed again: its files are those we know (a delivery only touches new/).
+    // A rename by another program while we list may hide a file from readdir: list again until the
+    // directories held still, and if they never do, expunge nothing this time.
+    let files = await this.listFiles(newSame ? 'new' : curSame ? 'cur' : undefined);
+    let stable = false;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const after = await this.readDirStamp().catch(() => undefined);
+      if (after?.raw === dirStamp.raw) {
+        stable = true;
+        break;
+      }
+      if (!after) break;
+      dirStamp = after;
+      files = await this.listFiles();
+    }
     let ul = await this.readUidlistState(ulStamp);
     let cacheEntries: Map<number, CachedMessage> | undefined;
     if (!this.loaded) {
@@ -220,11 +246,10 @@ export class MailboxState {
       if (meta) this.highestModseq = Math.max(this.highestModseq, meta.highestModseq);
     }
 
-    // Files without a UID yet (or whose UID was expunged earlier: a reappearing file gets a new one, as in Dovecot).
+    // Files without a UID yet, or whose UID we saw expunged: a reappearing file gets a new one, as in Dovecot.
     const needsUid = (base: string): boolean => {
       const uid = this.uidlistBases.get(base);
-      if (uid === undefined) return true;
-      return this.loaded && uid <= maxKnown && !this.entries.has(uid);
+      return uid === undefined || (this.expunged.size > 0 && this.expunged.has(uid));
     };
     const fresh = [...files.keys()].filter(needsUid);
     if (fresh.length > 0) {
@@ -240,7 +265,7 @@ export class MailboxState {
         }
         await appendUidlist(this.dir, add);
         this.nextUid = next;
-        this.uidlistStampValue = await uidlistStamp(this.dir);
+        await this.ownAppendDone();
         return cur;
       });
     }
@@ -283,12 +308,13 @@ export class MailboxState {
       toAnalyze.push({ uid, base, sub: f.sub, info: f.info, name: f.name });
     }
     for (const uid of [...this.entries.keys()]) {
-      if (seen.has(uid)) continue;
+      if (seen.has(uid) || !stable) continue;
       this.entries.delete(uid);
+      this.noteExpunged(uid);
       anything = true;
     }
     const deleted: number[] = [];
-    if (cacheEntries) for (const uid of cacheEntries.keys()) if (!seen.has(uid)) deleted.push(uid);
+    if (cacheEntries && stable) for (const uid of cacheEntries.keys()) if (!seen.has(uid)) deleted.push(uid);
 
     // New files: stat (internal date) and, without ,W= and ,S= in the name, one read for the size.
     const summaries: { uid: number; base: string; summary: MessageSummary }[] = [];
@@ -328,7 +354,8 @@ export class MailboxState {
       cachePut.set(a.uid, cachedOf(entry));
       anything = true;
     });
-    this.dirStamp = dirStamp;
+    // Unstable: forget the stamps so that the next scan lists everything again.
+    this.dirStamp = stable ? dirStamp : { new: '', cur: '' };
     this.loaded = true;
     if (anything) this.changed();
     if (cachePut.size > 0 || deleted.length > 0 || cacheEntries) {
@@ -338,15 +365,63 @@ export class MailboxState {
     return anything;
   }
 
+  /** UIDs seen expunged in this process (bounded: a reappearing file of an older one is rare). */
+  private readonly expunged = new Set<number>();
+
+  private noteExpunged(uid: number): void {
+    if (this.expunged.size >= 100_000) this.expunged.clear();
+    this.expunged.add(uid);
+  }
+
+  /**
+   * Reads the uidlist; a corrupt one is set aside as `dovecot-uidlist.broken`
+   * (Dovecot deletes it) so that a new one, with a new UIDVALIDITY, replaces it.
+   * `locked`: the caller holds the lock.
+   */
+  private async readUidlistRecovering(locked: boolean): Promise<Awaited<ReturnType<typeof readUidlist>>> {
+    try {
+      return await readUidlist(this.dir, locked);
+    } catch (err) {
+      if (!(err instanceof UidlistCorruptError)) throw err;
+      const setAside = async (): Promise<void> => {
+        try {
+          await readUidlist(this.dir, true);
+          return; // repaired meanwhile
+        } catch (again) {
+          if (!(again instanceof UidlistCorruptError)) throw again;
+          this.ctx.log.error({ dir: this.dir, err: again }, 'corrupt dovecot-uidlist set aside; the mailbox gets a new UIDVALIDITY');
+          await fsp.rename(join(this.dir, UIDLIST), join(this.dir, `${UIDLIST}.broken`));
+        }
+      };
+      await lockUidlist(this.dir, setAside, locked);
+      return readUidlist(this.dir, locked);
+    }
+  }
+
   /** Reads the uidlist if it changed (or `force`), creating it when missing. Updates uidValidity, nextUid, bases. */
   private async readUidlistState(stamp: string | undefined, force = false): Promise<Uidlist> {
-    if (!force && this.loaded && stamp !== undefined && stamp === this.uidlistStampValue) {
-      return { uidValidity: this.uidValidity, nextUid: this.nextUid, guid: this.guid, records: [] };
+    const unchanged = { uidValidity: this.uidValidity, nextUid: this.nextUid, guid: this.guid, records: [] };
+    if (!force && this.loaded && stamp !== undefined && stamp === this.uidlistStampValue) return unchanged;
+    if (this.loaded && this.uidlistIno !== undefined) {
+      // Append-only: read just the new lines, as long as it is the same file.
+      const tail = await readUidlistTail(this.dir, this.uidlistIno, this.uidlistOffset, force).catch((err: unknown) => {
+        if (err instanceof UidlistCorruptError) return { kind: 'replaced' as const };
+        throw err;
+      });
+      if (tail.kind === 'tail') {
+        for (const rec of tail.records) {
+          this.uidlistBases.set(rec.base, rec.uid);
+          if (rec.uid >= this.nextUid) this.nextUid = rec.uid + 1;
+        }
+        this.uidlistOffset = tail.offset;
+        this.uidlistStampValue = tail.stamp;
+        return { ...unchanged, nextUid: this.nextUid };
+      }
     }
-    let r = await readUidlist(this.dir);
+    let r = await this.readUidlistRecovering(force);
     if (!r) {
-      await initUidlist(this.dir);
-      r = await readUidlist(this.dir);
+      await initUidlist(this.dir, force);
+      r = await readUidlist(this.dir, true);
       if (!r) throw new Error(`cannot create ${this.dir}/dovecot-uidlist`);
     }
     const u = r.uidlist;
@@ -354,28 +429,44 @@ export class MailboxState {
       // UIDVALIDITY changed under us (the uidlist was replaced): every old UID is void.
       this.ctx.log.warn({ dir: this.dir, old: this.uidValidity, new: u.uidValidity }, 'mailbox UIDVALIDITY changed on disk');
       this.entries.clear();
+      this.expunged.clear();
+      this.nextUid = 1;
       this.changed();
       this.loaded = false;
     }
     if (!u.guid) {
       // An old or foreign uidlist without a GUID: give it one (Dovecot does the same), keeping UIDs.
       await lockUidlist(this.dir, async () => {
-        const again = await readUidlist(this.dir);
+        const again = await readUidlist(this.dir, true);
         if (again && !again.uidlist.guid) await rewriteUidlist(this.dir, { ...again.uidlist, guid: newMailboxGuid() });
-      });
-      return this.readUidlistState(undefined, true);
+      }, force);
+      return this.readUidlistState(undefined, force);
     }
     this.uidValidity = u.uidValidity;
     this.guid = u.guid;
     this.nextUid = Math.max(u.nextUid, this.nextUid);
     this.uidlistBases = new Map(u.records.map((rec) => [rec.base, rec.uid]));
     this.uidlistStampValue = r.stamp;
+    this.uidlistIno = r.ino;
+    this.uidlistOffset = r.offset;
     return u;
   }
 
-  private async listFiles(): Promise<Map<string, { sub: 'new' | 'cur'; name: string; info: string }>> {
+  /** After our own append under the lock: everything up to the end has been parsed. */
+  private async ownAppendDone(): Promise<void> {
+    const st = await fsp.stat(join(this.dir, UIDLIST), { bigint: true });
+    this.uidlistStampValue = `${st.ino}:${st.size}:${st.mtimeNs}`;
+    if (st.ino === this.uidlistIno) this.uidlistOffset = Number(st.size);
+    else this.uidlistIno = undefined; // not the file we read: read it whole next time
+  }
+
+  private async listFiles(unchanged?: 'new' | 'cur'): Promise<Map<string, { sub: 'new' | 'cur'; name: string; info: string }>> {
     const out = new Map<string, { sub: 'new' | 'cur'; name: string; info: string }>();
+    if (unchanged) {
+      for (const e of this.entries.values()) if (e.sub === unchanged) out.set(e.base, { sub: e.sub, name: e.name, info: e.info });
+    }
     for (const sub of ['new', 'cur'] as const) {
+      if (sub === unchanged) continue;
       let names: string[];
       try {
         names = await fsp.readdir(join(this.dir, sub));
@@ -384,12 +475,15 @@ export class MailboxState {
         throw err;
       }
       for (const name of names) {
-        if (name.startsWith('.') || name.includes('\n') || name.includes('\r')) continue;
-        const p = parseFileName(name);
-        const prev = out.get(p.base);
+        if (name.charCodeAt(0) === 0x2e || name.includes('\n') || name.includes('\r')) continue;
+        // Base and info only (sizes are parsed for new files alone): this loop runs over every file.
+        const colon = name.indexOf(':');
+        const base = colon < 0 ? name : name.slice(0, colon);
+        const info = colon >= 0 && name.startsWith(':2,', colon) ? name.slice(colon + 3) : '';
+        const prev = out.get(base);
         // The same base in new/ and cur/ (a move in progress): cur/ wins.
         if (prev && prev.sub === 'cur') continue;
-        out.set(p.base, { sub, name, info: p.info });
+        out.set(base, { sub, name, info });
       }
     }
     return out;
@@ -398,18 +492,65 @@ export class MailboxState {
   private async analyze(path: string): Promise<ParseResult> {
     this.ctx.counters.bodyReads++;
     const parser = new MimeParser();
-    for await (const chunk of createReadStream(path, { highWaterMark: 64 * 1024 })) parser.write(chunk as Buffer);
+    // Plain reads into one buffer: a stream per file costs more than reading a typical message.
+    const fh = await fsp.open(path, 'r');
+    try {
+      const buf = Buffer.allocUnsafe(64 * 1024);
+      for (let pos = 0; ; ) {
+        const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+        if (bytesRead === 0) break;
+        parser.write(buf.subarray(0, bytesRead));
+        pos += bytesRead;
+      }
+    } finally {
+      await fh.close();
+    }
     return parser.end();
   }
 
-  /** The parsed summary, from the cache or computed once (one streaming read) and cached. */
+  /**
+   * The parsed summary: from a small in-memory window, else from the index —
+   * reading ahead the summaries of the next messages in UID order, since a
+   * FETCH asks for them in turn — else computed once (one streaming read) and
+   * cached.
+   */
   async summary(e: Entry): Promise<MessageSummary> {
-    const cached = await this.ctx.cache.getSummary(this.guid, e.uid, e.base);
-    if (cached) return cached;
+    const hit = this.summaryWindow.get(e.uid);
+    if (hit && hit.base === e.base) return hit.summary;
+    const records = this.records();
+    let lo = 0;
+    let hi = records.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (records[mid]!.uid < e.uid) lo = mid + 1;
+      else hi = mid;
+    }
+    const wanted = [{ uid: e.uid, base: e.base }];
+    const ahead = this.readAheadPause > 0 ? 1 : READ_AHEAD;
+    if (this.readAheadPause > 0) this.readAheadPause--;
+    for (let i = lo + 1; i < records.length && wanted.length < ahead; i++) {
+      const next = this.entries.get(records[i]!.uid);
+      if (next && !this.summaryWindow.has(next.uid)) wanted.push({ uid: next.uid, base: next.base });
+    }
+    const got = await this.ctx.cache.getSummaries(this.guid, wanted);
+    if (got.length > 1) {
+      this.summaryWindow.clear();
+      got.forEach((s, i) => {
+        if (s) this.summaryWindow.set(wanted[i]!.uid, { base: wanted[i]!.base, summary: s });
+      });
+      // Nothing ahead is cached (a cold index): stop reading ahead for a while.
+      if (this.summaryWindow.size === (got[0] ? 1 : 0)) this.readAheadPause = READ_AHEAD;
+    }
+    if (got[0]) return got[0];
     const r = await this.analyze(this.path(e));
     await this.ctx.cache.putSummary(this.guid, e.uid, e.base, r.summary);
     return r.summary;
   }
+
+  private readAheadPause = 0;
+
+  /** Summaries read ahead from the index (at most READ_AHEAD). */
+  private readonly summaryWindow = new Map<number, { base: string; summary: MessageSummary }>();
 
   /** Moves the given messages from new/ to cur/ (a session has seen them). Returns those moved. Caller holds the mutex. */
   async claimRecent(): Promise<number[]> {
@@ -439,6 +580,8 @@ export class MailboxState {
         if (c) out.set(c.toLowerCase(), c);
         continue;
       }
+      // A keyword must be an IMAP atom: anything else could not be written to dovecot-keywords or sent back.
+      if (!KEYWORD.test(f)) continue;
       const known = this.keywords.find((k) => k !== undefined && k.toLowerCase() === f.toLowerCase());
       out.set(f.toLowerCase(), known ?? f);
     }
@@ -514,14 +657,40 @@ export class MailboxState {
         if (again) await fsp.unlink(again).catch(() => undefined);
       }
       this.entries.delete(uid);
+      this.noteExpunged(uid);
       removed.push(uid);
     }
     if (removed.length > 0) {
       this.changed();
       await this.ctx.cache.write(this.guid, { uidValidity: this.uidValidity, highestModseq: ++this.highestModseq }, new Map(), removed);
       this.notify(origin);
+      const dead = this.uidlistBases.size - this.entries.size;
+      if (dead >= COMPACT_MIN_DEAD && dead * 4 >= this.uidlistBases.size) await this.compactUidlist();
     }
     return removed;
+  }
+
+  /**
+   * Rewrites dovecot-uidlist without the records of expunged messages (Dovecot
+   * does so once a quarter of them are dead): under the lock, re-read whole;
+   * a record is dropped only if its UID is below what our last scan covered
+   * and we have no such message — anything newer (another writer) is kept.
+   */
+  private async compactUidlist(): Promise<void> {
+    const covered = this.nextUid;
+    await lockUidlist(this.dir, async () => {
+      const r = await readUidlist(this.dir, true);
+      if (!r || r.uidlist.uidValidity !== this.uidValidity) return;
+      const keep = r.uidlist.records.filter((rec) => rec.uid >= covered || this.entries.has(rec.uid));
+      const nextUid = Math.max(r.uidlist.nextUid, this.nextUid);
+      await rewriteUidlist(this.dir, { ...r.uidlist, nextUid, records: keep });
+      const st = await fsp.stat(join(this.dir, UIDLIST), { bigint: true });
+      this.uidlistBases = new Map(keep.map((rec) => [rec.base, rec.uid]));
+      this.uidlistIno = st.ino;
+      this.uidlistOffset = Number(st.size);
+      this.uidlistStampValue = `${st.ino}:${st.size}:${st.mtimeNs}`;
+      this.nextUid = nextUid;
+    });
   }
 
   private async findByBase(base: string): Promise<string | undefined> {
@@ -565,7 +734,7 @@ export class MailboxState {
       }
       await appendUidlist(this.dir, recs);
       this.nextUid = next;
-      this.uidlistStampValue = await uidlistStamp(this.dir);
+      await this.ownAppendDone();
     });
     this.changed();
     await this.ctx.cache.write(this.guid, { uidValidity: this.uidValidity, highestModseq: this.highestModseq }, cachePut, []);

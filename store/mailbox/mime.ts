@@ -74,6 +74,16 @@ export class MimeParser {
         this.keep(chunk.subarray(pos));
         return;
       }
+      if (this.partialLen === 0 && this.dropped === 0) {
+        // The whole line is in this chunk: no copy (line() copies what it keeps).
+        let end = lf;
+        if (end > pos && chunk[end - 1] === 0x0d) end--;
+        else this.bareLf = true;
+        const len = end - pos;
+        this.line(chunk.subarray(pos, len > MAX_LINE ? pos + MAX_LINE : end), len, true);
+        pos = lf + 1;
+        continue;
+      }
       this.keep(chunk.subarray(pos, lf));
       pos = lf + 1;
       let line = this.partialLen === 0 ? Buffer.alloc(0) : this.partial.length === 1 ? this.partial[0]! : Buffer.concat(this.partial, this.partialLen);
@@ -99,7 +109,7 @@ export class MimeParser {
     const room = MAX_LINE - this.partialLen;
     if (room > 0) {
       const k = b.length <= room ? b : b.subarray(0, room);
-      // Copy: the caller's chunk buffer may be reused.
+      // Copied: the caller's chunk may be reused.
       this.partial.push(Buffer.from(k));
       this.partialLen += k.length;
     }
@@ -152,7 +162,7 @@ export class MimeParser {
     if (top.state === 'header') {
       if (len === 0) this.endHeader(top, next);
       else if (top.headerSize + content.length + 2 <= MAX_HEADER) {
-        top.headerBytes.push(content);
+        top.headerBytes.push(Buffer.from(content));
         top.headerSize += content.length + 2;
       } else {
         top.headerTruncated = true;

@@ -44,17 +44,17 @@ export async function readSubscriptions(root: string): Promise<string[]> {
 /** Applies `change` to the list under the lock; writes only if it changed. */
 export async function updateSubscriptions(root: string, change: (names: string[]) => string[]): Promise<void> {
   const target = join(root, SUBSCRIPTIONS);
-  await withDotlock(target, async (lockPath) => {
+  await withDotlock(target, async (lock) => {
     const before = await readSubscriptions(root);
     const after = change([...before]);
     if (after.join('\n') === before.join('\n')) return;
-    const fh = await fsp.open(lockPath, 'w');
+    const fh = await fsp.open(lock.path, 'w');
     try {
       await fh.writeFile(formatSubscriptions(after));
       await fh.datasync();
     } finally {
       await fh.close();
     }
-    await fsp.rename(lockPath, target);
+    await lock.replace();
   }, { staleMs: 30_000 });
 }

@@ -42,8 +42,14 @@ export class UidlistCorruptError extends Error {
   }
 }
 
-export function parseUidlist(text: string): Uidlist {
+/**
+ * Parses the file. Read without the lock (`complete: false`), a last line
+ * without its newline is a record being appended right now and is left for
+ * the next read, as Dovecot's reader does.
+ */
+export function parseUidlist(text: string, complete = true): Uidlist {
   const lines = text.split('\n');
+  if (!complete && lines.length > 1 && lines[lines.length - 1] !== '') lines.pop();
   const header = lines[0] ?? '';
   let uidValidity = 0;
   let nextUid = 0;
@@ -122,7 +128,7 @@ export function newMailboxGuid(): string {
 }
 
 /** Reads the uidlist of a mailbox directory; undefined if there is none (or it is empty). Throws UidlistCorruptError. */
-export async function readUidlist(dir: string): Promise<{ uidlist: Uidlist; stamp: string } | undefined> {
+export async function readUidlist(dir: string, locked = false): Promise<{ uidlist: Uidlist; stamp: string; ino: bigint; offset: number } | undefined> {
   let fh;
   try {
     fh = await fsp.open(join(dir, UIDLIST), 'r');
@@ -132,12 +138,82 @@ export async function readUidlist(dir: string): Promise<{ uidlist: Uidlist; stam
   }
   try {
     const st = await fh.stat({ bigint: true });
-    const text = await fh.readFile('utf8');
+    const data = await fh.readFile();
+    const text = data.toString('utf8');
     if (text.trim() === '') return undefined;
-    return { uidlist: parseUidlist(text), stamp: `${st.ino}:${st.size}:${st.mtimeNs}` };
+    // The stamp is of what was read: a partial last line makes the next stamp differ (the file grows).
+    const offset = locked ? data.length : data.lastIndexOf(0x0a) + 1;
+    return { uidlist: parseUidlist(text, locked), stamp: `${st.ino}:${st.size}:${st.mtimeNs}`, ino: st.ino, offset };
   } finally {
     await fh.close();
   }
+}
+
+/**
+ * Reads what was appended since `offset` (bytes of complete lines already
+ * parsed) if the file is still the same inode and has not shrunk; otherwise
+ * `replaced` (rewritten by rename: read it whole). Records only — the header
+ * changes only by a rewrite.
+ */
+export async function readUidlistTail(
+  dir: string,
+  ino: bigint,
+  offset: number,
+  locked: boolean,
+): Promise<{ kind: 'replaced' } | { kind: 'tail'; records: UidlistRecord[]; offset: number; stamp: string }> {
+  let fh;
+  try {
+    fh = await fsp.open(join(dir, UIDLIST), 'r');
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ENOENT') return { kind: 'replaced' };
+    throw err;
+  }
+  try {
+    const st = await fh.stat({ bigint: true });
+    const size = Number(st.size);
+    if (st.ino !== ino || size < offset) return { kind: 'replaced' };
+    const buf = Buffer.alloc(size - offset);
+    let got = 0;
+    while (got < buf.length) {
+      const { bytesRead } = await fh.read(buf, got, buf.length - got, offset + got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    const data = buf.subarray(0, got);
+    const end = locked ? data.length : data.lastIndexOf(0x0a) + 1;
+    const records: UidlistRecord[] = [];
+    for (const line of data.subarray(0, end).toString('utf8').split('\n')) {
+      if (line === '') continue;
+      const r = parseRecordLine(line, true);
+      if (!r) throw new UidlistCorruptError('invalid uidlist line appended');
+      records.push(r);
+    }
+    return { kind: 'tail', records, offset: offset + end, stamp: `${st.ino}:${st.size}:${st.mtimeNs}` };
+  } finally {
+    await fh.close();
+  }
+}
+
+function parseRecordLine(line: string, v3: boolean): UidlistRecord | undefined {
+  const m = /^(\d+) /.exec(line);
+  if (!m) return undefined;
+  const uid = Number(m[1]);
+  if (!(uid > 0) || uid >= 0xffffffff) return undefined;
+  const rest = line.slice(m[0].length);
+  const ext: string[] = [];
+  let base: string;
+  if (v3) {
+    const colon = rest.indexOf(':');
+    if (colon < 0) return undefined;
+    for (const f of rest.slice(0, colon).split(' ')) if (f !== '') ext.push(f);
+    base = rest.slice(colon + 1);
+  } else {
+    base = rest.trim();
+  }
+  const info = base.indexOf(':');
+  if (info >= 0) base = base.slice(0, info);
+  if (base === '' || base.includes('/')) return undefined;
+  return ext.length > 0 ? { uid, base, ext } : { uid, base };
 }
 
 /** The file's identity and size, to tell whether it changed since a read without reading it. */
@@ -151,8 +227,9 @@ export async function uidlistStamp(dir: string): Promise<string | undefined> {
   }
 }
 
-export function lockUidlist<T>(dir: string, fn: () => Promise<T>): Promise<T> {
-  return withDotlock(join(dir, UIDLIST), () => fn());
+/** Runs `fn` holding dovecot-uidlist.lock (`alreadyHeld`: the caller holds it, run `fn` as it is). */
+export function lockUidlist<T>(dir: string, fn: () => Promise<T>, alreadyHeld = false): Promise<T> {
+  return alreadyHeld ? fn() : withDotlock(join(dir, UIDLIST), () => fn());
 }
 
 /** Appends records (caller holds the lock and re-read the file under it). */

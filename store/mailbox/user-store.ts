@@ -14,6 +14,7 @@ import { initUidlist, type MailboxState, type NewFile, type StateContext } from 
 import { parseMessage } from './mime.ts';
 import { folderDirName, mailboxDir, nameOfFolderDir, parseMailboxName, type MailboxName } from './names.ts';
 import { readSubscriptions, updateSubscriptions } from './subscriptions.ts';
+import { readUidlist } from './uidlist.ts';
 import type { AppendInput, MailboxInfo, MailboxStatus, MailboxView, UserMailStore } from './types.ts';
 import { View } from './view.ts';
 
@@ -27,8 +28,10 @@ export interface StoreHost {
   release(state: MailboxState): void;
   /** A loaded state of this directory, if any (for notifications and renames). */
   loaded(dir: string): MailboxState | undefined;
-  /** Moves loaded states after a directory rename (`from` and everything under `from.`). */
+  /** Moves a loaded state after a directory rename. */
   moved(fromDir: string, toDir: string): void;
+  /** Drops a loaded state (its directory was deleted); views holding it see everything expunged. */
+  forget(dir: string): void;
 }
 
 export class MaildirUserStore implements UserMailStore {
@@ -62,18 +65,23 @@ export class MaildirUserStore implements UserMailStore {
     }
   }
 
-  /** Every existing folder name (from the root's `.A.B` directories), without INBOX. */
-  private async folderNames(): Promise<string[]> {
+  /** Every folder directory's name (the root's `.A.B` directories), without INBOX; `selectable` when it is a Maildir. */
+  private async folderDirs(): Promise<{ name: string; selectable: boolean }[]> {
     const entries = await fsp.readdir(this.root, { withFileTypes: true });
-    const names: string[] = [];
+    const out: { name: string; selectable: boolean }[] = [];
     for (const d of entries) {
       if (!d.isDirectory() && !d.isSymbolicLink()) continue;
       const name = nameOfFolderDir(d.name);
       if (name === undefined) continue;
-      if (d.isSymbolicLink() && !(await this.isMailboxDir(join(this.root, d.name)))) continue;
-      names.push(name);
+      const selectable = await this.isMailboxDir(join(this.root, d.name));
+      if (d.isSymbolicLink() && !selectable) continue;
+      out.push({ name, selectable });
     }
-    return names;
+    return out;
+  }
+
+  private async folderNames(): Promise<string[]> {
+    return (await this.folderDirs()).map((d) => d.name);
   }
 
   private async specialUses(): Promise<Map<string, string>> {
@@ -91,9 +99,10 @@ export class MaildirUserStore implements UserMailStore {
 
   async list(): Promise<readonly MailboxInfo[]> {
     await this.ensureRoot();
-    const names = await this.folderNames();
-    const exists = new Set(['INBOX', ...names]);
-    const all = new Set(exists);
+    const dirs = await this.folderDirs();
+    const names = dirs.map((d) => d.name);
+    const exists = new Set(['INBOX', ...dirs.filter((d) => d.selectable).map((d) => d.name)]);
+    const all = new Set([...exists, ...names]);
     for (const n of names) {
       const levels = n.split('/');
       for (let i = 1; i < levels.length; i++) all.add(levels.slice(0, i).join('/'));
@@ -146,17 +155,46 @@ export class MaildirUserStore implements UserMailStore {
     if (!(await this.isMailboxDir(dir))) {
       const children = (await this.folderNames()).some((x) => x.startsWith(`${n.name}/`));
       if (children) throw new NoPermissionError(`${n.name} has no messages of its own to delete; delete its children first`);
-      throw new MailboxNotFoundError(n.name);
+      const stray = await fsp.stat(dir).catch(() => undefined);
+      if (!stray?.isDirectory()) throw new MailboxNotFoundError(n.name);
+      // A \Noselect directory of its own (not a Maildir): remove it like a mailbox.
     }
     // Renamed away first so that the name disappears at once (as Dovecot's DOVECOT-TRASH); children are other directories and stay.
+    const guid = (await readUidlist(dir, true).catch(() => undefined))?.uidlist.guid;
     const trash = join(this.root, `..DELETED.${process.pid}.${Date.now()}.${Math.random().toString(36).slice(2)}`);
     await fsp.rename(dir, trash);
     const state = this.host.loaded(dir);
     if (state) {
+      this.host.forget(dir);
       state.gone = true;
       state.notify();
     }
     await fsp.rm(trash, { recursive: true, force: true });
+    if (guid) await this.host.ctx.cache.drop(guid).catch((err: unknown) => this.host.ctx.log.warn({ err, guid }, 'dropping the index of a deleted mailbox failed'));
+    await this.renameSpecialUse((name) => (name === n.name ? undefined : name));
+  }
+
+  /** Keeps `appliance-special-use` in step with DELETE (undefined drops the line) and RENAME. */
+  private async renameSpecialUse(map: (name: string) => string | undefined): Promise<void> {
+    const file = join(this.root, SPECIAL_USE_FILE);
+    let text: string;
+    try {
+      text = await fsp.readFile(file, 'utf8');
+    } catch {
+      return;
+    }
+    const lines: string[] = [];
+    for (const line of text.split('\n')) {
+      const tab = line.lastIndexOf('\t');
+      if (tab <= 0) continue;
+      const name = map(line.slice(0, tab));
+      if (name !== undefined) lines.push(`${name}${line.slice(tab)}\n`);
+    }
+    const out = lines.join('');
+    if (out === text) return;
+    const tmp = `${file}.tmp`;
+    await fsp.writeFile(tmp, out, { mode: 0o600 });
+    await fsp.rename(tmp, file);
   }
 
   async rename(from: string, to: string): Promise<void> {
@@ -193,7 +231,9 @@ export class MaildirUserStore implements UserMailStore {
       await fsp.rename(f, t);
       this.host.moved(f, t);
     }
-    await updateSubscriptions(this.root, (subs) => subs.map((s) => (s === a.name ? b.name : s.startsWith(`${a.name}/`) ? b.name + s.slice(a.name.length) : s)));
+    const moveName = (s: string): string => (s === a.name ? b.name : s.startsWith(`${a.name}/`) ? b.name + s.slice(a.name.length) : s);
+    await updateSubscriptions(this.root, (subs) => subs.map(moveName));
+    await this.renameSpecialUse(moveName);
   }
 
   /** RFC 3501 §6.3.5: INBOX's messages move into a new mailbox; INBOX stays, empty. */

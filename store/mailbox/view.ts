@@ -164,10 +164,7 @@ export class View implements MailboxView {
     const stop = Math.min(end ?? e.vsize, e.vsize);
     const from = Math.max(0, Math.min(start, stop));
     if (!e.bareLf) {
-      if (stop <= from) {
-        await fh.close();
-        return Readable.from([]);
-      }
+      if (stop - from <= SMALL_READ) return Readable.from(stop > from ? [await readRange(fh, from, stop)] : []);
       return createReadStream('', { fd: fh, start: from, end: stop - 1, autoClose: true });
     }
     return Readable.from(normalized(fh, from, stop));
@@ -177,20 +174,7 @@ export class View implements MailboxView {
     const { e, fh } = await this.openEntry(uid);
     const stop = Math.min(end ?? e.vsize, e.vsize);
     const from = Math.max(0, Math.min(start, stop));
-    if (!e.bareLf) {
-      try {
-        const buf = Buffer.alloc(stop - from);
-        let off = 0;
-        while (off < buf.length) {
-          const { bytesRead } = await fh.read(buf, off, buf.length - off, from + off);
-          if (bytesRead === 0) break;
-          off += bytesRead;
-        }
-        return off === buf.length ? buf : buf.subarray(0, off);
-      } finally {
-        await fh.close();
-      }
-    }
+    if (!e.bareLf) return readRange(fh, from, stop);
     const parts: Buffer[] = [];
     for await (const c of normalized(fh, from, stop)) parts.push(c);
     return Buffer.concat(parts);
@@ -262,3 +246,22 @@ async function* normalized(fh: fsp.FileHandle, from: number, to: number): AsyncG
 }
 
 const CRLF = Buffer.from('\r\n');
+
+/** Up to this size a read is one buffer (a stream per small message costs more than the read). */
+const SMALL_READ = 256 * 1024;
+
+/** Bytes [from, to) of the file; closes the handle. */
+async function readRange(fh: fsp.FileHandle, from: number, to: number): Promise<Buffer> {
+  try {
+    const buf = Buffer.allocUnsafe(to - from);
+    let off = 0;
+    while (off < buf.length) {
+      const { bytesRead } = await fh.read(buf, off, buf.length - off, from + off);
+      if (bytesRead === 0) break;
+      off += bytesRead;
+    }
+    return off === buf.length ? buf : buf.subarray(0, off);
+  } finally {
+    await fh.close();
+  }
+}

@@ -94,6 +94,11 @@ t.test('Dovecot reads the tree we wrote: same UIDs, UIDVALIDITY, flags, keywords
     });
   }
   await store.append('Entwürfe/Alt', { content: Buffer.from('Subject: draft\r\n\r\nx\r\n'), flags: ['\\Draft'] });
+  // Enough expunged messages that dovecot-uidlist gets compacted (rewritten) too.
+  for (let i = 0; i < 40; i++) await store.append('Work', { content: Buffer.from(`Subject: w${i}\r\n\r\nx\r\n`), flags: i < 35 ? ['\\Deleted'] : [] });
+  const work = await store.open('Work', { readOnly: false });
+  t.equal((await work.expunge()).length, 35);
+  await work.close();
   const v = await store.open('INBOX', { readOnly: false });
   t.same(await v.expunge(), [6]);
   await v.setFlags([1], 'add', ['$Junk']);
@@ -114,6 +119,9 @@ t.test('Dovecot reads the tree we wrote: same UIDs, UIDVALIDITY, flags, keywords
   t.same((await dc.tab(['fetch', 'uid flags', 'mailbox', 'Entwürfe/Alt', 'all'])).map(([u, f]) => [u, noRecent(f!)]), [['1', '\\Draft']]);
   t.same((await dc.raw(['mailbox', 'list'])).trim().split('\n').sort(), ['Entwürfe', 'Entwürfe/Alt', 'INBOX', 'Work'].sort());
   t.same((await dc.raw(['mailbox', 'list', '-s'])).trim().split('\n').sort(), ['Entwürfe/Alt', 'INBOX']);
+  const workRows = (await dc.tab(['fetch', 'uid', 'mailbox', 'Work', 'all'])).map(([u]) => Number(u));
+  t.same(workRows, [36, 37, 38, 39, 40], 'a compacted uidlist keeps the UIDs');
+  t.same((await dc.tab(['mailbox', 'status', 'uidnext', 'Work']))[0], ['Work', '41']);
   await inbox.view.close();
   await alt.view.close();
 });
@@ -153,9 +161,20 @@ t.test('we read the tree Dovecot wrote: its UIDs, flags, keywords; Dovecot then 
   await view.setFlags([1], 'add', ['\\Flagged', 'custom']);
   await view.setFlags([5], 'add', ['\\Deleted']);
   await view.expunge();
-  await view.close();
+  await view.sync();
   const after = (await dc.tab(['fetch', 'uid flags', 'mailbox', 'INBOX', 'all'])).map(([u, f]) => [u, noRecent(f!)]);
   t.same(after, [['1', '\\Flagged custom'], ['2', '$Label1 \\Seen'], ['4', '\\Answered custom'], [String(a.uid), '$Label1 fresh']].map(([u, f]) => [u, f!.split(' ').sort().join(' ')]));
   t.equal(a.uid, Number(dvStatus[0]), 'our APPEND took the UIDNEXT Dovecot announced');
+
+  // Dovecot writes while our view is open: sync() reports its changes.
+  await dc.raw(['save', '-m', 'INBOX'], 'Subject: while open\r\n\r\nx\r\n');
+  await dc.raw(['flags', 'add', '\\Seen', 'mailbox', 'INBOX', 'uid', '1']);
+  await dc.raw(['expunge', 'mailbox', 'INBOX', 'uid', '2']);
+  const ch = await view.sync();
+  t.same(ch.added.map((r) => r.uid), [a.uid + 1]);
+  t.same(ch.expunged, [2]);
+  t.same(ch.flagsChanged.map((r) => [r.uid, [...r.flags].sort()]), [[1, ['\\Flagged', '\\Seen', 'custom']]]);
+  t.equal((await view.summary(a.uid + 1)).envelope.subject, 'while open');
+  await view.close();
   await svc.close();
 });

@@ -30,6 +30,8 @@ t.test('dovecot-uidlist v3: header fields, extensions, duplicates, next UID', as
   t.equal(u.nextUid, 8, 'next UID is past the last record even if the header says less');
   t.equal(formatUidlist(u), '3 V1700000000 N8 G0123456789abcdef0123456789abcdef X9\n3 W12 S10 :b.host,S=10\n4 :c\n7 :a.host,S=10\n');
   t.same(parseUidlist('1 42 10\n3 old.name\n').records, [{ uid: 3, base: 'old.name' }], 'version 1 (Courier) read');
+  t.same(parseUidlist('3 V1 N1 Gx\n1 :a\n2 :b.par', false).records.map((r) => r.base), ['a'], 'read without the lock, a line being appended is left for later');
+  t.same(parseUidlist('3 V1 N1 Gx\n1 :a\n2 :b.par', true).records.map((r) => r.base), ['a', 'b.par']);
   t.throws(() => parseUidlist('3 V1 N2\n2 :a\n1 :b\n'), UidlistCorruptError, 'UIDs out of order');
   t.throws(() => parseUidlist('3 N2\n'), UidlistCorruptError, 'no UIDVALIDITY');
   t.throws(() => parseUidlist('9 V1 N1\n'), UidlistCorruptError, 'unknown version');

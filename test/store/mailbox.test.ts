@@ -92,6 +92,12 @@ t.test('create, list, append, open, read, summary, flags, expunge', async (t) =>
   t.same(await view.expunge(), [2]);
   t.same(view.messages.map((m) => m.uid), [1]);
   await t.rejects(view.read(2), MessageGoneError);
+  await store.rename('Entwürfe', 'Drafts');
+  t.equal((await store.list()).find((m) => m.name === 'Drafts')?.specialUse, '\\Drafts', 'the special use follows a rename');
+  await store.delete('Drafts');
+  await store.create('Drafts');
+  t.equal((await store.list()).find((m) => m.name === 'Drafts')?.specialUse, undefined, 'and goes with a delete');
+  t.throws(() => svc.forRoot('relative/path'), TypeError);
   const st = await store.status('INBOX');
   t.equal(st.messages, 1);
   t.equal(st.unseen, 0);
@@ -273,4 +279,94 @@ t.test('special mailboxes are created once, subscribed when asked', async (t) =>
   await store.ensureSpecialMailboxes(cfg);
   const list = await store.list();
   t.same(list.map((m) => [m.name, m.specialUse, m.subscribed]), [['INBOX', undefined, false], ['Drafts', '\\Drafts', true], ['Junk', '\\Junk', false]]);
+});
+
+t.test('a corrupt dovecot-uidlist is set aside and replaced (new UIDVALIDITY); a v1 one is upgraded keeping UIDs', async (t) => {
+  const root = join(t.testdir(), 'u');
+  const svc = openMailStoreService({ log, hostname: 'h' });
+  const store = svc.forRoot(root);
+  await store.append('INBOX', { content: msg('a') });
+  const before = await store.status('INBOX');
+  writeFileSync(join(root, 'dovecot-uidlist'), 'garbage\n');
+  const v = await store.open('INBOX', { readOnly: false });
+  t.not(v.uidValidity, before.uidValidity, 'new UIDVALIDITY: clients must resync');
+  t.same(v.messages.map((m) => m.uid), [1]);
+  t.ok(existsSync(join(root, 'dovecot-uidlist.broken')));
+  await v.close();
+
+  const root2 = join(t.testdir(), 'v1');
+  const s2 = svc.forRoot(root2);
+  await s2.list();
+  writeFileSync(join(root2, 'cur', '100.a:2,S'), 'Subject: v1\r\n\r\n');
+  writeFileSync(join(root2, 'dovecot-uidlist'), '1 12345 8\n7 100.a:2,S\n');
+  const v2 = await s2.open('INBOX', { readOnly: true });
+  t.equal(v2.uidValidity, 12345);
+  t.same(v2.messages.map((m) => [m.uid, m.flags]), [[7, ['\\Seen']]]);
+  t.equal(v2.uidNext, 8);
+  t.match(readFileSync(join(root2, 'dovecot-uidlist'), 'utf8'), /^3 V12345 N8 G[0-9a-f]{32}\n7 :100\.a\n$/);
+  await v2.close();
+});
+
+t.test('keywords that are not IMAP atoms are not stored', async (t) => {
+  const root = join(t.testdir(), 'u');
+  const store = openMailStoreService({ log, hostname: 'h' }).forRoot(root);
+  await store.append('INBOX', { content: msg('a'), flags: ['ok', 'bad word', 'new\nline', '(x', '\\Unknown', '\\Recent'] });
+  const v = await store.open('INBOX', { readOnly: false });
+  t.same(v.messages[0]!.flags, ['ok']);
+  await v.setFlags([1], 'add', ['"q"', 'fine$1']);
+  t.same(v.messages[0]!.flags, ['fine$1', 'ok']);
+  t.equal(readFileSync(join(root, 'dovecot-keywords'), 'utf8'), '0 ok\n1 fine$1\n');
+  await v.close();
+});
+
+t.test('a folder directory that is not a Maildir is listed \\Noselect', async (t) => {
+  const root = join(t.testdir(), 'u');
+  const store = openMailStoreService({ log, hostname: 'h' }).forRoot(root);
+  await store.list();
+  mkdirSync(join(root, '.Empty'));
+  t.same((await store.list()).map((m) => [m.name, m.noSelect]), [['INBOX', false], ['Empty', true]]);
+  await t.rejects(store.open('Empty', { readOnly: true }), MailboxNotFoundError);
+  await store.delete('Empty');
+  t.same((await store.list()).map((m) => m.name), ['INBOX']);
+});
+
+t.test('dovecot-uidlist is compacted once a quarter of its records are expunged; UIDs and UIDNEXT stay', async (t) => {
+  const root = join(t.testdir(), 'u');
+  const store = openMailStoreService({ log, hostname: 'h' }).forRoot(root);
+  for (let i = 0; i < 100; i++) await store.append('INBOX', { content: msg(`m${i}`), flags: i % 2 ? ['\\Deleted'] : [] });
+  const v = await store.open('INBOX', { readOnly: false });
+  t.equal((await v.expunge()).length, 50);
+  const lines = readFileSync(join(root, 'dovecot-uidlist'), 'utf8').trim().split('\n');
+  t.equal(lines.length, 51, 'only live records left');
+  t.match(lines[0], / N101 /);
+  t.same(lines.slice(1).map((l) => Number(l.split(' ')[0])), Array.from({ length: 50 }, (_v, i) => 2 * i + 1));
+  const { uid } = await store.append('INBOX', { content: msg('after') });
+  t.equal(uid, 101);
+  const fresh = await openMailStoreService({ log, hostname: 'h' }).forRoot(root).open('INBOX', { readOnly: true });
+  t.same(fresh.messages.map((m) => m.uid), [...Array.from({ length: 50 }, (_v, i) => 2 * i + 1), 101]);
+  await fresh.close();
+  await v.close();
+});
+
+t.test('DELETE under an open view: the view sees everything expunged; a new mailbox of that name is a new one', async (t) => {
+  const root = join(t.testdir(), 'u');
+  const store = openMailStoreService({ log, hostname: 'h' }).forRoot(root);
+  await store.create('A');
+  await store.append('A', { content: msg('a1') });
+  await store.append('A', { content: msg('a2') });
+  const before = await store.status('A');
+  const v = await store.open('A', { readOnly: false });
+  let woke = 0;
+  v.onChange(() => woke++);
+  await store.delete('A');
+  await new Promise((r) => setImmediate(r));
+  t.equal(woke, 1, 'the view is told');
+  t.same((await v.sync()).expunged, [1, 2]);
+  await t.rejects(v.read(1), MessageGoneError);
+  await store.create('A');
+  const again = await store.open('A', { readOnly: true });
+  t.equal(again.messages.length, 0);
+  t.not(again.uidValidity, before.uidValidity);
+  await again.close();
+  await v.close();
 });
