@@ -113,6 +113,10 @@ t.test('special mailboxes on first login, LIST, STATUS, CREATE/RENAME/DELETE', a
   t.match(await c.cmd('STATUS INBOX (MESSAGES UNSEEN UIDNEXT UIDVALIDITY)'), /\* STATUS "INBOX" \(MESSAGES 2 UNSEEN 1 UIDNEXT 3 UIDVALIDITY 1000\)/);
   t.match(await c.cmd('LIST (SPECIAL-USE) "" "*" RETURN (STATUS (MESSAGES))'), /\* LIST \(\\HasNoChildren \\Sent\) "\/" "Sent"\r\n\* STATUS "Sent" \(MESSAGES 0\)/);
   t.match(await c.cmd('LIST (SUBSCRIBED) "" "*"'), /\\Subscribed \\Sent\) "\/" "Sent"/);
+  t.match(tagged(await c.cmd('CREATE Empty')), /OK/);
+  t.match(await c.cmd('SELECT Empty'), /\* 0 EXISTS/);
+  t.match(await c.cmd('FETCH 1:* FLAGS'), /^a\d+ OK/, 'FETCH 1:* of an empty mailbox answers nothing');
+  t.match(await c.cmd('SEARCH ALL'), /^\* SEARCH\r\n/);
   c.close();
 });
 
