@@ -9,6 +9,9 @@ import t from 'tap';
 import { startAppliance } from '../helpers/appliance.ts';
 import { RawImap, writeImapConfig } from '../helpers/imap.ts';
 
+// Real servers and clients: generous under a loaded CI machine (the default is 30 s).
+t.setTimeout(120_000);
+
 t.test('bad input', async (t) => {
   const dir = t.testdir();
   // A short idle timeout so the silent-client case ends within the test.

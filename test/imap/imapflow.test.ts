@@ -27,6 +27,9 @@ function client(port: number, opts: { secure?: boolean; tls?: boolean } = {}): I
   });
 }
 
+// Real servers and clients: generous under a loaded CI machine (the default is 30 s).
+t.setTimeout(120_000);
+
 t.test('imapflow against the appliance', async (t) => {
   const dir = t.testdir();
   const cfg = await writeImapConfig(dir);

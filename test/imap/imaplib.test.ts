@@ -12,6 +12,9 @@ import { writeImapConfig } from '../helpers/imap.ts';
 
 const run = promisify(execFile);
 
+// Real servers and clients: generous under a loaded CI machine (the default is 30 s).
+t.setTimeout(120_000);
+
 t.test('imaplib', async (t) => {
   const dir = t.testdir();
   const cfg = await writeImapConfig(dir);
