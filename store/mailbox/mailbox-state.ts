@@ -22,6 +22,9 @@ import { MimeParser, type ParseResult } from './mime.ts';
 import type { Flag, FlagOperation, MessageRecord, MessageSummary } from './types.ts';
 import { UIDLIST, UidlistCorruptError, appendUidlist, lockUidlist, newMailboxGuid, readUidlist, readUidlistTail, rewriteUidlist, uidlistStamp, type Uidlist, type UidlistRecord } from './uidlist.ts';
 
+/** File renames/unlinks in flight at once for one operation. */
+const PARALLEL_FS = 8;
+
 /** Summaries read from the index in one round trip when one is asked for. */
 const READ_AHEAD = 64;
 
@@ -594,7 +597,8 @@ export class MailboxState {
   };
 
   /** Applies a flag change to the UIDs that exist; returns their records. Caller holds the mutex. */
-  async setFlags(uids: readonly number[], op: FlagOperation, flags: readonly Flag[], origin: unknown): Promise<MessageRecord[]> {
+  async setFlags(asked: readonly number[], op: FlagOperation, flags: readonly Flag[], origin: unknown): Promise<MessageRecord[]> {
+    const uids = [...new Set(asked)];
     await this.refreshKeywords();
     let wanted = this.canonicalFlags(flags);
     const newKeywords = wanted.filter((f) => !f.startsWith('\\') && this.keywordIndex(f) === undefined);
@@ -604,62 +608,77 @@ export class MailboxState {
       wanted = this.canonicalFlags(flags);
     }
     const wantedLower = new Set(wanted.map((f) => f.toLowerCase()));
-    const out: MessageRecord[] = [];
+    const results: (MessageRecord | undefined)[] = new Array(uids.length);
     const cachePut = new Map<number, CachedMessage>();
-    for (const uid of uids) {
-      const e = this.entries.get(uid);
-      if (!e) continue;
-      let next: Flag[];
-      if (op === 'replace') next = wanted;
-      else if (op === 'add') next = [...e.record.flags, ...wanted.filter((f) => !e.record.flags.some((g) => g.toLowerCase() === f.toLowerCase()))];
-      else next = e.record.flags.filter((f) => !wantedLower.has(f.toLowerCase()));
-      const info = infoOfFlags(next, this.keywordIndex, e.info);
-      const nextFlags = flagsOfInfo(info, this.keywords);
-      if (info !== e.info || e.sub !== 'cur' || e.name !== curName(e.base, e.info)) {
-        const name = curName(e.base, info);
-        try {
-          await fsp.rename(this.path(e), join(this.dir, 'cur', name));
-        } catch (err) {
-          if ((err as { code?: string }).code === 'ENOENT') continue; // renamed/removed by someone else: the next sync tells
-          throw err;
+    try {
+      // Renames go to the thread pool a few at a time (one by one, a STORE on a big mailbox waits on each).
+      await forEachLimit([...uids.keys()], PARALLEL_FS, async (i) => {
+        const uid = uids[i]!;
+        const e = this.entries.get(uid);
+        if (!e) return;
+        let next: Flag[];
+        if (op === 'replace') next = wanted;
+        else if (op === 'add') next = [...e.record.flags, ...wanted.filter((f) => !e.record.flags.some((g) => g.toLowerCase() === f.toLowerCase()))];
+        else next = e.record.flags.filter((f) => !wantedLower.has(f.toLowerCase()));
+        const info = infoOfFlags(next, this.keywordIndex, e.info);
+        const nextFlags = flagsOfInfo(info, this.keywords);
+        if (info !== e.info || e.sub !== 'cur' || e.name !== curName(e.base, e.info)) {
+          const name = curName(e.base, info);
+          try {
+            await fsp.rename(this.path(e), join(this.dir, 'cur', name));
+          } catch (err) {
+            if ((err as { code?: string }).code === 'ENOENT') return; // renamed/removed by someone else: the next sync tells
+            throw err;
+          }
+          e.sub = 'cur';
+          e.name = name;
+          e.info = info;
         }
-        e.sub = 'cur';
-        e.name = name;
-        e.info = info;
+        if (nextFlags.join(' ') !== e.record.flags.join(' ')) {
+          e.record = { ...e.record, flags: nextFlags, modseq: ++this.highestModseq };
+          cachePut.set(uid, cachedOf(e));
+        }
+        results[i] = e.record;
+      });
+    } finally {
+      // Whatever was renamed is announced, even if a later rename failed.
+      if (cachePut.size > 0) {
+        this.changed();
+        await this.ctx.cache.write(this.guid, { uidValidity: this.uidValidity, highestModseq: this.highestModseq }, cachePut, []);
+        this.notify(origin);
       }
-      if (nextFlags.join(' ') !== e.record.flags.join(' ')) {
-        e.record = { ...e.record, flags: nextFlags, modseq: ++this.highestModseq };
-        cachePut.set(uid, cachedOf(e));
-      }
-      out.push(e.record);
     }
-    if (cachePut.size > 0) {
-      this.changed();
-      await this.ctx.cache.write(this.guid, { uidValidity: this.uidValidity, highestModseq: this.highestModseq }, cachePut, []);
-      this.notify(origin);
-    }
-    return out;
+    return results.filter((r): r is MessageRecord => r !== undefined);
   }
 
   /** Removes messages (their files); `requireDeleted` keeps those without \Deleted. Returns the UIDs removed. Caller holds the mutex. */
-  async expunge(uids: readonly number[], requireDeleted: boolean, origin: unknown): Promise<number[]> {
-    const removed: number[] = [];
-    for (const uid of uids) {
+  async expunge(asked: readonly number[], requireDeleted: boolean, origin: unknown): Promise<number[]> {
+    const uids = [...new Set(asked)];
+    const gone = new Set<number>();
+    let failure: unknown;
+    await forEachLimit(uids, PARALLEL_FS, async (uid) => {
       const e = this.entries.get(uid);
-      if (!e) continue;
-      if (requireDeleted && !e.record.flags.includes('\\Deleted')) continue;
+      if (!e || failure !== undefined) return;
+      if (requireDeleted && !e.record.flags.includes('\\Deleted')) return;
       try {
         await fsp.unlink(this.path(e));
       } catch (err) {
-        if ((err as { code?: string }).code !== 'ENOENT') throw err;
+        if ((err as { code?: string }).code !== 'ENOENT') {
+          failure ??= err;
+          return;
+        }
         // Renamed by another program meanwhile: find it by its base before giving up.
         const again = await this.findByBase(e.base);
         if (again) await fsp.unlink(again).catch(() => undefined);
       }
       this.entries.delete(uid);
       this.noteExpunged(uid);
-      removed.push(uid);
-    }
+      gone.add(uid);
+    });
+    // In the order asked (ascending for the IMAP layer's EXPUNGE responses), whatever was removed before a failure included.
+    const removed = uids.filter((u) => gone.has(u));
+    if (failure !== undefined && removed.length === 0) throw failure;
+    if (failure !== undefined) this.ctx.log.error({ err: failure, dir: this.dir }, 'expunge stopped by a file system error');
     if (removed.length > 0) {
       this.changed();
       await this.ctx.cache.write(this.guid, { uidValidity: this.uidValidity, highestModseq: ++this.highestModseq }, new Map(), removed);
