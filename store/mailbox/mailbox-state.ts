@@ -22,6 +22,9 @@ import { MimeParser, type ParseResult } from './mime.ts';
 import type { Flag, FlagOperation, MessageRecord, MessageSummary } from './types.ts';
 import { UIDLIST, UidlistCorruptError, appendUidlist, lockUidlist, newMailboxGuid, readUidlist, readUidlistTail, rewriteUidlist, uidlistStamp, type Uidlist, type UidlistRecord } from './uidlist.ts';
 
+/** tmp/ files older than this are leftovers of a crash (Maildir spec, Dovecot: 36 hours). */
+const TMP_MAX_AGE_MS = 36 * 3600 * 1000;
+
 /** File renames/unlinks in flight at once for one operation. */
 const PARALLEL_FS = 8;
 
@@ -62,6 +65,8 @@ export interface StateContext {
   readonly log: Logger;
   /** Counts file reads done to learn sizes/summaries (tests: "opens without reading bodies"). */
   readonly counters: { bodyReads: number };
+  /** The clock for housekeeping (tests); default Date.now. */
+  readonly now?: () => number;
 }
 
 /** Serialises async sections. */
@@ -359,6 +364,7 @@ export class MailboxState {
     });
     // Unstable: forget the stamps so that the next scan lists everything again.
     this.dirStamp = stable ? dirStamp : { new: '', cur: '' };
+    if (!this.loaded) await this.sweepTmp();
     this.loaded = true;
     if (anything) this.changed();
     if (cachePut.size > 0 || deleted.length > 0 || cacheEntries) {
@@ -366,6 +372,23 @@ export class MailboxState {
     }
     for (const s of summaries) await this.ctx.cache.putSummary(this.guid, s.uid, s.base, s.summary);
     return anything;
+  }
+
+  /** Removes tmp/ files older than 36 hours (the Maildir rule: a writer that crashed left them), once per load. */
+  private async sweepTmp(): Promise<void> {
+    const tmp = join(this.dir, 'tmp');
+    const names = await fsp.readdir(tmp).catch(() => [] as string[]);
+    const limit = (this.ctx.now?.() ?? Date.now()) - TMP_MAX_AGE_MS;
+    for (const name of names) {
+      const path = join(tmp, name);
+      try {
+        // ctime: how long the file has sat there (an APPEND sets an old mtime, its internal date, on a fresh file).
+        const st = await fsp.lstat(path);
+        if (st.isFile() && st.ctimeMs < limit) await fsp.unlink(path);
+      } catch {
+        // gone meanwhile, or not ours to remove
+      }
+    }
   }
 
   /** UIDs seen expunged in this process (bounded: a reappearing file of an older one is rare). */
