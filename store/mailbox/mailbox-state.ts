@@ -30,6 +30,9 @@ const PARALLEL_FS = 8;
 
 /** Summaries read from the index in one round trip when one is asked for. */
 const READ_AHEAD = 64;
+/** Messages parsed at once (this one and the next ones) when the index has no summary. */
+const PARSE_AHEAD = 8;
+const SUMMARY_WINDOW = 256;
 
 /** dovecot-uidlist is rewritten without dead records once there are this many and they are a quarter of all. */
 const COMPACT_MIN_DEAD = 32;
@@ -537,12 +540,16 @@ export class MailboxState {
   /**
    * The parsed summary: from a small in-memory window, else from the index —
    * reading ahead the summaries of the next messages in UID order, since a
-   * FETCH asks for them in turn — else computed once (one streaming read) and
-   * cached.
+   * FETCH asks for them in turn — else computed once (one read) and cached;
+   * on such a miss the next few uncached messages are parsed too, in
+   * parallel, so that a cold FETCH of every message's structure waits on the
+   * thread pool several files at a time rather than one by one.
    */
   async summary(e: Entry): Promise<MessageSummary> {
     const hit = this.summaryWindow.get(e.uid);
     if (hit && hit.base === e.base) return hit.summary;
+    const inFlight = this.parsing.get(e.uid);
+    if (inFlight && inFlight.base === e.base) return inFlight.promise;
     const records = this.records();
     let lo = 0;
     let hi = records.length;
@@ -559,23 +566,60 @@ export class MailboxState {
       if (next && !this.summaryWindow.has(next.uid)) wanted.push({ uid: next.uid, base: next.base });
     }
     const got = await this.ctx.cache.getSummaries(this.guid, wanted);
-    if (got.length > 1) {
-      this.summaryWindow.clear();
-      got.forEach((s, i) => {
-        if (s) this.summaryWindow.set(wanted[i]!.uid, { base: wanted[i]!.base, summary: s });
-      });
-      // Nothing ahead is cached (a cold index): stop reading ahead for a while.
-      if (this.summaryWindow.size === (got[0] ? 1 : 0)) this.readAheadPause = READ_AHEAD;
-    }
+    let found = 0;
+    got.forEach((s, i) => {
+      if (s && i > 0) {
+        this.remember(wanted[i]!.uid, wanted[i]!.base, s);
+        found++;
+      }
+    });
+    // Nothing ahead is cached (a cold index): stop reading ahead for a while.
+    if (wanted.length > 1 && found === 0) this.readAheadPause = READ_AHEAD;
     if (got[0]) return got[0];
-    const r = await this.analyze(this.path(e));
-    await this.ctx.cache.putSummary(this.guid, e.uid, e.base, r.summary);
-    return r.summary;
+    const mine = this.startParse(e);
+    let started = 1;
+    for (let i = lo + 1; i < records.length && started < PARSE_AHEAD; i++) {
+      const next = this.entries.get(records[i]!.uid);
+      if (!next || this.summaryWindow.has(next.uid) || this.parsing.has(next.uid)) continue;
+      this.startParse(next);
+      started++;
+    }
+    return mine;
+  }
+
+  /** Parses a message and caches its summary; the promise is shared by whoever asks meanwhile. */
+  private startParse(x: Entry): Promise<MessageSummary> {
+    const promise = (async () => {
+      const r = await this.analyze(this.path(x));
+      await this.ctx.cache.putSummary(this.guid, x.uid, x.base, r.summary);
+      return r.summary;
+    })();
+    const job = { base: x.base, promise };
+    this.parsing.set(x.uid, job);
+    const done = (): void => {
+      if (this.parsing.get(x.uid) === job) this.parsing.delete(x.uid);
+    };
+    // A parse ahead that fails (the file went away) is simply dropped; whoever awaits it sees the error.
+    promise.then((s) => {
+      done();
+      this.remember(x.uid, x.base, s);
+    }, done);
+    return promise;
+  }
+
+  private remember(uid: number, base: string, summary: MessageSummary): void {
+    this.summaryWindow.delete(uid);
+    this.summaryWindow.set(uid, { base, summary });
+    for (const k of this.summaryWindow.keys()) {
+      if (this.summaryWindow.size <= SUMMARY_WINDOW) break;
+      this.summaryWindow.delete(k);
+    }
   }
 
   private readAheadPause = 0;
+  private readonly parsing = new Map<number, { base: string; promise: Promise<MessageSummary> }>();
 
-  /** Summaries read ahead from the index (at most READ_AHEAD). */
+  /** Summaries read ahead from the index or parsed ahead (at most SUMMARY_WINDOW, oldest dropped first). */
   private readonly summaryWindow = new Map<number, { base: string; summary: MessageSummary }>();
 
   /** Moves the given messages from new/ to cur/ (a session has seen them). Returns those moved. Caller holds the mutex. */

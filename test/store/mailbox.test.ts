@@ -421,3 +421,27 @@ t.test('tmp/ files that sat there 36 hours are swept when a mailbox is loaded; a
   t.equal(v.messages[0]!.internalDate.toISOString(), '2001-01-01T00:00:00.000Z');
   await v.close();
 });
+
+t.test('structure parsed ahead on a cold index; files that vanish meanwhile fail only whoever asks for them', async (t) => {
+  const root = join(t.testdir(), 'u');
+  const svc = openMailStoreService({ log, hostname: 'h' });
+  const store = svc.forRoot(root);
+  await store.list();
+  for (let i = 0; i < 20; i++) {
+    const body = `Subject: s${i}\r\n\r\nx\r\n`;
+    writeFileSync(join(root, 'cur', `${1700000000 + i}.M${i}P1.x,S=${body.length},W=${body.length}:2,`), body);
+  }
+  const v = await store.open('INBOX', { readOnly: true });
+  t.equal(svc.counters.bodyReads, 0);
+  const names = readdirSync(join(root, 'cur')).sort();
+  for (const n of names.slice(2, 5)) unlinkSync(join(root, 'cur', n));
+  t.equal((await v.summary(1)).envelope.subject, 's0');
+  await new Promise((r) => setTimeout(r, 50));
+  t.ok(svc.counters.bodyReads > 1, `parsed ahead: ${svc.counters.bodyReads} reads`);
+  const reads = svc.counters.bodyReads;
+  t.equal((await v.summary(2)).envelope.subject, 's1', 'from the window, no new read');
+  t.equal(svc.counters.bodyReads, reads);
+  await t.rejects(v.summary(3), MessageGoneError);
+  for (let uid = 6; uid <= 20; uid++) t.equal((await v.summary(uid)).envelope.subject, `s${uid - 1}`);
+  await v.close();
+});
