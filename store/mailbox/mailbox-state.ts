@@ -249,7 +249,7 @@ export class MailboxState {
       dirStamp = after;
       files = await this.listFiles();
     }
-    let ul = await this.readUidlistState(ulStamp);
+    await this.readUidlistState(ulStamp);
     let cacheEntries: Map<number, CachedMessage> | undefined;
     if (!this.loaded) {
       const { meta, entries } = await this.ctx.cache.load(this.guid, this.uidValidity);
@@ -264,10 +264,10 @@ export class MailboxState {
     };
     const fresh = [...files.keys()].filter(needsUid);
     if (fresh.length > 0) {
-      ul = await lockUidlist(this.dir, async () => {
+      await lockUidlist(this.dir, async () => {
         const cur = await this.readUidlistState(await uidlistStamp(this.dir), true);
         const add: UidlistRecord[] = [];
-        let next = cur.nextUid;
+        let next = Math.max(cur.nextUid, this.nextUid);
         for (const base of fresh.sort()) {
           if (!files.has(base) || !needsUid(base)) continue;
           add.push({ uid: next, base });
@@ -280,7 +280,6 @@ export class MailboxState {
         return cur;
       });
     }
-    void ul;
 
     let anything = false;
     const seen = new Set<number>();
@@ -801,7 +800,7 @@ export class MailboxState {
     const cachePut = new Map<number, CachedMessage>();
     await lockUidlist(this.dir, async () => {
       const cur = await this.readUidlistState(await uidlistStamp(this.dir), true);
-      let next = cur.nextUid;
+      let next = Math.max(cur.nextUid, this.nextUid);
       const recs: UidlistRecord[] = [];
       for (const f of files) {
         const info = infoOfFlags(this.canonicalFlags(f.flags), this.keywordIndex);
