@@ -193,6 +193,19 @@ export class MailboxState {
     this.sorted = undefined;
   }
 
+  /** The flags of an info string, one frozen array per distinct string (most messages share a few). */
+  private flagsOf(info: string): readonly Flag[] {
+    let f = this.flagsByInfo.get(info);
+    if (!f) {
+      if (this.flagsByInfo.size > 4096) this.flagsByInfo.clear();
+      f = Object.freeze(flagsOfInfo(info, this.keywords));
+      this.flagsByInfo.set(info, f);
+    }
+    return f;
+  }
+
+  private readonly flagsByInfo = new Map<string, readonly Flag[]>();
+
   private async refreshKeywords(): Promise<void> {
     let stamp = '';
     try {
@@ -204,6 +217,7 @@ export class MailboxState {
     if (stamp === this.keywordsStamp) return;
     this.keywords = await readKeywords(this.dir);
     this.keywordsStamp = stamp;
+    this.flagsByInfo.clear();
   }
 
   /** new/ and cur/ stamps; `dirty` when changed within the last 2 s (it may change again within its timestamp's granularity: never trusted). */
@@ -296,7 +310,7 @@ export class MailboxState {
           e.sub = f.sub;
           e.name = f.name;
           e.info = f.info;
-          const flags = flagsOfInfo(f.info, this.keywords);
+          const flags = this.flagsOf(f.info);
           if (flags.join(' ') !== oldFlags.join(' ')) {
             e.record = { ...e.record, flags, modseq: ++this.highestModseq };
             cachePut.set(uid, cachedOf(e));
@@ -309,7 +323,7 @@ export class MailboxState {
       if (c && c.base === base) {
         const entry: Entry = {
           uid, base, sub: f.sub, name: f.name, info: f.info, vsize: c.vsize, bareLf: c.bareLf, mtimeMs: c.mtimeMs,
-          record: { uid, flags: flagsOfInfo(f.info, this.keywords), internalDate: new Date(c.mtimeMs), size: c.vsize, modseq: c.modseq },
+          record: { uid, flags: this.flagsOf(f.info), internalDate: new Date(c.mtimeMs), size: c.vsize, modseq: c.modseq },
         };
         this.entries.set(uid, entry);
         anything = true;
@@ -358,7 +372,7 @@ export class MailboxState {
       const modseq = ++this.highestModseq;
       const entry: Entry = {
         uid: a.uid, base: a.base, sub: a.sub, name: a.name, info: a.info, vsize, bareLf, mtimeMs: st.mtimeMs,
-        record: { uid: a.uid, flags: flagsOfInfo(a.info, this.keywords), internalDate: new Date(st.mtimeMs), size: vsize, modseq },
+        record: { uid: a.uid, flags: this.flagsOf(a.info), internalDate: new Date(st.mtimeMs), size: vsize, modseq },
       };
       this.entries.set(a.uid, entry);
       cachePut.set(a.uid, cachedOf(entry));
@@ -671,6 +685,7 @@ export class MailboxState {
     if (newKeywords.length > 0 && op !== 'remove') {
       this.keywords = await addKeywords(this.dir, newKeywords);
       this.keywordsStamp = '';
+      this.flagsByInfo.clear();
       wanted = this.canonicalFlags(flags);
     }
     const wantedLower = new Set(wanted.map((f) => f.toLowerCase()));
@@ -687,7 +702,7 @@ export class MailboxState {
         else if (op === 'add') next = [...e.record.flags, ...wanted.filter((f) => !e.record.flags.some((g) => g.toLowerCase() === f.toLowerCase()))];
         else next = e.record.flags.filter((f) => !wantedLower.has(f.toLowerCase()));
         const info = infoOfFlags(next, this.keywordIndex, e.info);
-        const nextFlags = flagsOfInfo(info, this.keywords);
+        const nextFlags = this.flagsOf(info);
         if (info !== e.info || e.sub !== 'cur' || e.name !== curName(e.base, e.info)) {
           const name = curName(e.base, info);
           try {
@@ -795,6 +810,7 @@ export class MailboxState {
     if (kws.length > 0) {
       this.keywords = await addKeywords(this.dir, kws);
       this.keywordsStamp = '';
+      this.flagsByInfo.clear();
     }
     const uids: number[] = [];
     const cachePut = new Map<number, CachedMessage>();
@@ -811,7 +827,7 @@ export class MailboxState {
         this.uidlistBases.set(f.base, uid);
         const entry: Entry = {
           uid, base: f.base, sub: 'cur', name, info, vsize: f.vsize, bareLf: f.bareLf, mtimeMs: f.mtimeMs,
-          record: { uid, flags: flagsOfInfo(info, this.keywords), internalDate: new Date(f.mtimeMs), size: f.vsize, modseq: ++this.highestModseq },
+          record: { uid, flags: this.flagsOf(info), internalDate: new Date(f.mtimeMs), size: f.vsize, modseq: ++this.highestModseq },
         };
         this.entries.set(uid, entry);
         cachePut.set(uid, cachedOf(entry));
