@@ -96,8 +96,12 @@ export class IndexCache {
     }
     for await (const [k, v] of this.kv.range(`${guid}!r!`)) {
       try {
-        const [base, vsize, bareLf, mtimeMs, modseq] = JSON.parse(v) as [string, number, number, number, number];
-        entries.set(parseInt(k.slice(guid.length + 3), 16), { base, vsize, bareLf: bareLf === 1, mtimeMs, modseq });
+        // VSIZE/BARELF/MTIME/MODSEQ/BASE, slash-separated (a base has no slash): cheaper than JSON for 100,000 entries.
+        const f = v.split('/', 4);
+        const base = v.slice(f.join('/').length + 1);
+        const [vsize, mtimeMs, modseq] = [Number(f[0]), Number(f[2]), Number(f[3])];
+        if (f.length !== 4 || base === '' || !Number.isFinite(vsize) || !Number.isFinite(mtimeMs) || !Number.isFinite(modseq)) continue;
+        entries.set(parseInt(k.slice(guid.length + 3), 16), { base, vsize, bareLf: f[1] === '1', mtimeMs, modseq });
       } catch {
         // A broken entry is recomputed.
       }
@@ -108,7 +112,7 @@ export class IndexCache {
   async write(guid: string, meta: CacheMeta, put: ReadonlyMap<number, CachedMessage>, del: readonly number[]): Promise<void> {
     const ops: ({ type: 'put'; key: string; value: string } | { type: 'del'; key: string })[] = [];
     ops.push({ type: 'put', key: `${guid}!m`, value: JSON.stringify(meta) });
-    for (const [uid, e] of put) ops.push({ type: 'put', key: `${guid}!r!${uidKey(uid)}`, value: JSON.stringify([e.base, e.vsize, e.bareLf ? 1 : 0, e.mtimeMs, e.modseq]) });
+    for (const [uid, e] of put) ops.push({ type: 'put', key: `${guid}!r!${uidKey(uid)}`, value: `${e.vsize}/${e.bareLf ? 1 : 0}/${e.mtimeMs}/${e.modseq}/${e.base}` });
     for (const uid of del) {
       ops.push({ type: 'del', key: `${guid}!r!${uidKey(uid)}` });
       ops.push({ type: 'del', key: `${guid}!s!${uidKey(uid)}` });

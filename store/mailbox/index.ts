@@ -40,6 +40,8 @@ export interface MailStoreOptions {
   readonly log: Logger;
   /** The host part of new Maildir file names. */
   readonly hostname: string;
+  /** The clock for housekeeping such as sweeping tmp/ (tests); default Date.now. */
+  readonly now?: () => number;
 }
 
 export interface MailStoreServiceImpl extends MailStoreService {
@@ -50,7 +52,7 @@ export interface MailStoreServiceImpl extends MailStoreService {
 export function openMailStoreService(opts: MailStoreOptions): MailStoreServiceImpl {
   const kv = opts.cacheKv ?? (opts.store ? levelCacheKv(opts.store.level) : memoryCacheKv());
   const counters = { bodyReads: 0 };
-  const ctx: StateContext = { cache: new IndexCache(kv), log: opts.log, counters };
+  const ctx: StateContext = { cache: new IndexCache(kv), log: opts.log, counters, ...(opts.now ? { now: opts.now } : {}) };
   const states = new Map<string, MailboxState>();
   /** Unreferenced states kept for reuse, oldest first (bounded). */
   const idle = new Map<string, MailboxState>();

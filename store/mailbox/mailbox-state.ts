@@ -22,8 +22,17 @@ import { MimeParser, type ParseResult } from './mime.ts';
 import type { Flag, FlagOperation, MessageRecord, MessageSummary } from './types.ts';
 import { UIDLIST, UidlistCorruptError, appendUidlist, lockUidlist, newMailboxGuid, readUidlist, readUidlistTail, rewriteUidlist, uidlistStamp, type Uidlist, type UidlistRecord } from './uidlist.ts';
 
+/** tmp/ files older than this are leftovers of a crash (Maildir spec, Dovecot: 36 hours). */
+const TMP_MAX_AGE_MS = 36 * 3600 * 1000;
+
+/** File renames/unlinks in flight at once for one operation. */
+const PARALLEL_FS = 8;
+
 /** Summaries read from the index in one round trip when one is asked for. */
 const READ_AHEAD = 64;
+/** Messages parsed at once (this one and the next ones) when the index has no summary. */
+const PARSE_AHEAD = 8;
+const SUMMARY_WINDOW = 256;
 
 /** dovecot-uidlist is rewritten without dead records once there are this many and they are a quarter of all. */
 const COMPACT_MIN_DEAD = 32;
@@ -59,6 +68,8 @@ export interface StateContext {
   readonly log: Logger;
   /** Counts file reads done to learn sizes/summaries (tests: "opens without reading bodies"). */
   readonly counters: { bodyReads: number };
+  /** The clock for housekeeping (tests); default Date.now. */
+  readonly now?: () => number;
 }
 
 /** Serialises async sections. */
@@ -182,6 +193,19 @@ export class MailboxState {
     this.sorted = undefined;
   }
 
+  /** The flags of an info string, one frozen array per distinct string (most messages share a few). */
+  private flagsOf(info: string): readonly Flag[] {
+    let f = this.flagsByInfo.get(info);
+    if (!f) {
+      if (this.flagsByInfo.size > 4096) this.flagsByInfo.clear();
+      f = Object.freeze(flagsOfInfo(info, this.keywords));
+      this.flagsByInfo.set(info, f);
+    }
+    return f;
+  }
+
+  private readonly flagsByInfo = new Map<string, readonly Flag[]>();
+
   private async refreshKeywords(): Promise<void> {
     let stamp = '';
     try {
@@ -193,6 +217,7 @@ export class MailboxState {
     if (stamp === this.keywordsStamp) return;
     this.keywords = await readKeywords(this.dir);
     this.keywordsStamp = stamp;
+    this.flagsByInfo.clear();
   }
 
   /** new/ and cur/ stamps; `dirty` when changed within the last 2 s (it may change again within its timestamp's granularity: never trusted). */
@@ -238,7 +263,7 @@ export class MailboxState {
       dirStamp = after;
       files = await this.listFiles();
     }
-    let ul = await this.readUidlistState(ulStamp);
+    await this.readUidlistState(ulStamp);
     let cacheEntries: Map<number, CachedMessage> | undefined;
     if (!this.loaded) {
       const { meta, entries } = await this.ctx.cache.load(this.guid, this.uidValidity);
@@ -253,10 +278,10 @@ export class MailboxState {
     };
     const fresh = [...files.keys()].filter(needsUid);
     if (fresh.length > 0) {
-      ul = await lockUidlist(this.dir, async () => {
+      await lockUidlist(this.dir, async () => {
         const cur = await this.readUidlistState(await uidlistStamp(this.dir), true);
         const add: UidlistRecord[] = [];
-        let next = cur.nextUid;
+        let next = Math.max(cur.nextUid, this.nextUid);
         for (const base of fresh.sort()) {
           if (!files.has(base) || !needsUid(base)) continue;
           add.push({ uid: next, base });
@@ -269,7 +294,6 @@ export class MailboxState {
         return cur;
       });
     }
-    void ul;
 
     let anything = false;
     const seen = new Set<number>();
@@ -286,7 +310,7 @@ export class MailboxState {
           e.sub = f.sub;
           e.name = f.name;
           e.info = f.info;
-          const flags = flagsOfInfo(f.info, this.keywords);
+          const flags = this.flagsOf(f.info);
           if (flags.join(' ') !== oldFlags.join(' ')) {
             e.record = { ...e.record, flags, modseq: ++this.highestModseq };
             cachePut.set(uid, cachedOf(e));
@@ -299,7 +323,7 @@ export class MailboxState {
       if (c && c.base === base) {
         const entry: Entry = {
           uid, base, sub: f.sub, name: f.name, info: f.info, vsize: c.vsize, bareLf: c.bareLf, mtimeMs: c.mtimeMs,
-          record: { uid, flags: flagsOfInfo(f.info, this.keywords), internalDate: new Date(c.mtimeMs), size: c.vsize, modseq: c.modseq },
+          record: { uid, flags: this.flagsOf(f.info), internalDate: new Date(c.mtimeMs), size: c.vsize, modseq: c.modseq },
         };
         this.entries.set(uid, entry);
         anything = true;
@@ -348,7 +372,7 @@ export class MailboxState {
       const modseq = ++this.highestModseq;
       const entry: Entry = {
         uid: a.uid, base: a.base, sub: a.sub, name: a.name, info: a.info, vsize, bareLf, mtimeMs: st.mtimeMs,
-        record: { uid: a.uid, flags: flagsOfInfo(a.info, this.keywords), internalDate: new Date(st.mtimeMs), size: vsize, modseq },
+        record: { uid: a.uid, flags: this.flagsOf(a.info), internalDate: new Date(st.mtimeMs), size: vsize, modseq },
       };
       this.entries.set(a.uid, entry);
       cachePut.set(a.uid, cachedOf(entry));
@@ -356,6 +380,7 @@ export class MailboxState {
     });
     // Unstable: forget the stamps so that the next scan lists everything again.
     this.dirStamp = stable ? dirStamp : { new: '', cur: '' };
+    if (!this.loaded) await this.sweepTmp();
     this.loaded = true;
     if (anything) this.changed();
     if (cachePut.size > 0 || deleted.length > 0 || cacheEntries) {
@@ -363,6 +388,23 @@ export class MailboxState {
     }
     for (const s of summaries) await this.ctx.cache.putSummary(this.guid, s.uid, s.base, s.summary);
     return anything;
+  }
+
+  /** Removes tmp/ files older than 36 hours (the Maildir rule: a writer that crashed left them), once per load. */
+  private async sweepTmp(): Promise<void> {
+    const tmp = join(this.dir, 'tmp');
+    const names = await fsp.readdir(tmp).catch(() => [] as string[]);
+    const limit = (this.ctx.now?.() ?? Date.now()) - TMP_MAX_AGE_MS;
+    for (const name of names) {
+      const path = join(tmp, name);
+      try {
+        // ctime: how long the file has sat there (an APPEND sets an old mtime, its internal date, on a fresh file).
+        const st = await fsp.lstat(path);
+        if (st.isFile() && st.ctimeMs < limit) await fsp.unlink(path);
+      } catch {
+        // gone meanwhile, or not ours to remove
+      }
+    }
   }
 
   /** UIDs seen expunged in this process (bounded: a reappearing file of an older one is rare). */
@@ -511,12 +553,16 @@ export class MailboxState {
   /**
    * The parsed summary: from a small in-memory window, else from the index —
    * reading ahead the summaries of the next messages in UID order, since a
-   * FETCH asks for them in turn — else computed once (one streaming read) and
-   * cached.
+   * FETCH asks for them in turn — else computed once (one read) and cached;
+   * on such a miss the next few uncached messages are parsed too, in
+   * parallel, so that a cold FETCH of every message's structure waits on the
+   * thread pool several files at a time rather than one by one.
    */
   async summary(e: Entry): Promise<MessageSummary> {
     const hit = this.summaryWindow.get(e.uid);
     if (hit && hit.base === e.base) return hit.summary;
+    const inFlight = this.parsing.get(e.uid);
+    if (inFlight && inFlight.base === e.base) return inFlight.promise;
     const records = this.records();
     let lo = 0;
     let hi = records.length;
@@ -533,23 +579,60 @@ export class MailboxState {
       if (next && !this.summaryWindow.has(next.uid)) wanted.push({ uid: next.uid, base: next.base });
     }
     const got = await this.ctx.cache.getSummaries(this.guid, wanted);
-    if (got.length > 1) {
-      this.summaryWindow.clear();
-      got.forEach((s, i) => {
-        if (s) this.summaryWindow.set(wanted[i]!.uid, { base: wanted[i]!.base, summary: s });
-      });
-      // Nothing ahead is cached (a cold index): stop reading ahead for a while.
-      if (this.summaryWindow.size === (got[0] ? 1 : 0)) this.readAheadPause = READ_AHEAD;
-    }
+    let found = 0;
+    got.forEach((s, i) => {
+      if (s && i > 0) {
+        this.remember(wanted[i]!.uid, wanted[i]!.base, s);
+        found++;
+      }
+    });
+    // Nothing ahead is cached (a cold index): stop reading ahead for a while.
+    if (wanted.length > 1 && found === 0) this.readAheadPause = READ_AHEAD;
     if (got[0]) return got[0];
-    const r = await this.analyze(this.path(e));
-    await this.ctx.cache.putSummary(this.guid, e.uid, e.base, r.summary);
-    return r.summary;
+    const mine = this.startParse(e);
+    let started = 1;
+    for (let i = lo + 1; i < records.length && started < PARSE_AHEAD; i++) {
+      const next = this.entries.get(records[i]!.uid);
+      if (!next || this.summaryWindow.has(next.uid) || this.parsing.has(next.uid)) continue;
+      this.startParse(next);
+      started++;
+    }
+    return mine;
+  }
+
+  /** Parses a message and caches its summary; the promise is shared by whoever asks meanwhile. */
+  private startParse(x: Entry): Promise<MessageSummary> {
+    const promise = (async () => {
+      const r = await this.analyze(this.path(x));
+      await this.ctx.cache.putSummary(this.guid, x.uid, x.base, r.summary);
+      return r.summary;
+    })();
+    const job = { base: x.base, promise };
+    this.parsing.set(x.uid, job);
+    const done = (): void => {
+      if (this.parsing.get(x.uid) === job) this.parsing.delete(x.uid);
+    };
+    // A parse ahead that fails (the file went away) is simply dropped; whoever awaits it sees the error.
+    promise.then((s) => {
+      done();
+      this.remember(x.uid, x.base, s);
+    }, done);
+    return promise;
+  }
+
+  private remember(uid: number, base: string, summary: MessageSummary): void {
+    this.summaryWindow.delete(uid);
+    this.summaryWindow.set(uid, { base, summary });
+    for (const k of this.summaryWindow.keys()) {
+      if (this.summaryWindow.size <= SUMMARY_WINDOW) break;
+      this.summaryWindow.delete(k);
+    }
   }
 
   private readAheadPause = 0;
+  private readonly parsing = new Map<number, { base: string; promise: Promise<MessageSummary> }>();
 
-  /** Summaries read ahead from the index (at most READ_AHEAD). */
+  /** Summaries read ahead from the index or parsed ahead (at most SUMMARY_WINDOW, oldest dropped first). */
   private readonly summaryWindow = new Map<number, { base: string; summary: MessageSummary }>();
 
   /** Moves the given messages from new/ to cur/ (a session has seen them). Returns those moved. Caller holds the mutex. */
@@ -594,72 +677,89 @@ export class MailboxState {
   };
 
   /** Applies a flag change to the UIDs that exist; returns their records. Caller holds the mutex. */
-  async setFlags(uids: readonly number[], op: FlagOperation, flags: readonly Flag[], origin: unknown): Promise<MessageRecord[]> {
+  async setFlags(asked: readonly number[], op: FlagOperation, flags: readonly Flag[], origin: unknown): Promise<MessageRecord[]> {
+    const uids = [...new Set(asked)];
     await this.refreshKeywords();
     let wanted = this.canonicalFlags(flags);
     const newKeywords = wanted.filter((f) => !f.startsWith('\\') && this.keywordIndex(f) === undefined);
     if (newKeywords.length > 0 && op !== 'remove') {
       this.keywords = await addKeywords(this.dir, newKeywords);
       this.keywordsStamp = '';
+      this.flagsByInfo.clear();
       wanted = this.canonicalFlags(flags);
     }
     const wantedLower = new Set(wanted.map((f) => f.toLowerCase()));
-    const out: MessageRecord[] = [];
+    const results: (MessageRecord | undefined)[] = new Array(uids.length);
     const cachePut = new Map<number, CachedMessage>();
-    for (const uid of uids) {
-      const e = this.entries.get(uid);
-      if (!e) continue;
-      let next: Flag[];
-      if (op === 'replace') next = wanted;
-      else if (op === 'add') next = [...e.record.flags, ...wanted.filter((f) => !e.record.flags.some((g) => g.toLowerCase() === f.toLowerCase()))];
-      else next = e.record.flags.filter((f) => !wantedLower.has(f.toLowerCase()));
-      const info = infoOfFlags(next, this.keywordIndex, e.info);
-      const nextFlags = flagsOfInfo(info, this.keywords);
-      if (info !== e.info || e.sub !== 'cur' || e.name !== curName(e.base, e.info)) {
-        const name = curName(e.base, info);
-        try {
-          await fsp.rename(this.path(e), join(this.dir, 'cur', name));
-        } catch (err) {
-          if ((err as { code?: string }).code === 'ENOENT') continue; // renamed/removed by someone else: the next sync tells
-          throw err;
+    try {
+      // Renames go to the thread pool a few at a time (one by one, a STORE on a big mailbox waits on each).
+      await forEachLimit([...uids.keys()], PARALLEL_FS, async (i) => {
+        const uid = uids[i]!;
+        const e = this.entries.get(uid);
+        if (!e) return;
+        let next: Flag[];
+        if (op === 'replace') next = wanted;
+        else if (op === 'add') next = [...e.record.flags, ...wanted.filter((f) => !e.record.flags.some((g) => g.toLowerCase() === f.toLowerCase()))];
+        else next = e.record.flags.filter((f) => !wantedLower.has(f.toLowerCase()));
+        const info = infoOfFlags(next, this.keywordIndex, e.info);
+        const nextFlags = this.flagsOf(info);
+        if (info !== e.info || e.sub !== 'cur' || e.name !== curName(e.base, e.info)) {
+          const name = curName(e.base, info);
+          try {
+            await fsp.rename(this.path(e), join(this.dir, 'cur', name));
+          } catch (err) {
+            if ((err as { code?: string }).code === 'ENOENT') return; // renamed/removed by someone else: the next sync tells
+            throw err;
+          }
+          e.sub = 'cur';
+          e.name = name;
+          e.info = info;
         }
-        e.sub = 'cur';
-        e.name = name;
-        e.info = info;
+        if (nextFlags.join(' ') !== e.record.flags.join(' ')) {
+          e.record = { ...e.record, flags: nextFlags, modseq: ++this.highestModseq };
+          cachePut.set(uid, cachedOf(e));
+        }
+        results[i] = e.record;
+      });
+    } finally {
+      // Whatever was renamed is announced, even if a later rename failed.
+      if (cachePut.size > 0) {
+        this.changed();
+        await this.ctx.cache.write(this.guid, { uidValidity: this.uidValidity, highestModseq: this.highestModseq }, cachePut, []);
+        this.notify(origin);
       }
-      if (nextFlags.join(' ') !== e.record.flags.join(' ')) {
-        e.record = { ...e.record, flags: nextFlags, modseq: ++this.highestModseq };
-        cachePut.set(uid, cachedOf(e));
-      }
-      out.push(e.record);
     }
-    if (cachePut.size > 0) {
-      this.changed();
-      await this.ctx.cache.write(this.guid, { uidValidity: this.uidValidity, highestModseq: this.highestModseq }, cachePut, []);
-      this.notify(origin);
-    }
-    return out;
+    return results.filter((r): r is MessageRecord => r !== undefined);
   }
 
   /** Removes messages (their files); `requireDeleted` keeps those without \Deleted. Returns the UIDs removed. Caller holds the mutex. */
-  async expunge(uids: readonly number[], requireDeleted: boolean, origin: unknown): Promise<number[]> {
-    const removed: number[] = [];
-    for (const uid of uids) {
+  async expunge(asked: readonly number[], requireDeleted: boolean, origin: unknown): Promise<number[]> {
+    const uids = [...new Set(asked)];
+    const gone = new Set<number>();
+    let failure: unknown;
+    await forEachLimit(uids, PARALLEL_FS, async (uid) => {
       const e = this.entries.get(uid);
-      if (!e) continue;
-      if (requireDeleted && !e.record.flags.includes('\\Deleted')) continue;
+      if (!e || failure !== undefined) return;
+      if (requireDeleted && !e.record.flags.includes('\\Deleted')) return;
       try {
         await fsp.unlink(this.path(e));
       } catch (err) {
-        if ((err as { code?: string }).code !== 'ENOENT') throw err;
+        if ((err as { code?: string }).code !== 'ENOENT') {
+          failure ??= err;
+          return;
+        }
         // Renamed by another program meanwhile: find it by its base before giving up.
         const again = await this.findByBase(e.base);
         if (again) await fsp.unlink(again).catch(() => undefined);
       }
       this.entries.delete(uid);
       this.noteExpunged(uid);
-      removed.push(uid);
-    }
+      gone.add(uid);
+    });
+    // In the order asked (ascending for the IMAP layer's EXPUNGE responses), whatever was removed before a failure included.
+    const removed = uids.filter((u) => gone.has(u));
+    if (failure !== undefined && removed.length === 0) throw failure;
+    if (failure !== undefined) this.ctx.log.error({ err: failure, dir: this.dir }, 'expunge stopped by a file system error');
     if (removed.length > 0) {
       this.changed();
       await this.ctx.cache.write(this.guid, { uidValidity: this.uidValidity, highestModseq: ++this.highestModseq }, new Map(), removed);
@@ -710,12 +810,13 @@ export class MailboxState {
     if (kws.length > 0) {
       this.keywords = await addKeywords(this.dir, kws);
       this.keywordsStamp = '';
+      this.flagsByInfo.clear();
     }
     const uids: number[] = [];
     const cachePut = new Map<number, CachedMessage>();
     await lockUidlist(this.dir, async () => {
       const cur = await this.readUidlistState(await uidlistStamp(this.dir), true);
-      let next = cur.nextUid;
+      let next = Math.max(cur.nextUid, this.nextUid);
       const recs: UidlistRecord[] = [];
       for (const f of files) {
         const info = infoOfFlags(this.canonicalFlags(f.flags), this.keywordIndex);
@@ -726,7 +827,7 @@ export class MailboxState {
         this.uidlistBases.set(f.base, uid);
         const entry: Entry = {
           uid, base: f.base, sub: 'cur', name, info, vsize: f.vsize, bareLf: f.bareLf, mtimeMs: f.mtimeMs,
-          record: { uid, flags: flagsOfInfo(info, this.keywords), internalDate: new Date(f.mtimeMs), size: f.vsize, modseq: ++this.highestModseq },
+          record: { uid, flags: this.flagsOf(info), internalDate: new Date(f.mtimeMs), size: f.vsize, modseq: ++this.highestModseq },
         };
         this.entries.set(uid, entry);
         cachePut.set(uid, cachedOf(entry));

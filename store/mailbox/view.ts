@@ -207,7 +207,7 @@ export class View implements MailboxView {
   }
 }
 
-/** The file's bytes with bare LF → CRLF, the range [from, to) of that form. Closes the handle. */
+/** The file's bytes with bare LF → CRLF, the range [from, to) of that form, one buffer per 64 KiB read. Closes the handle. */
 async function* normalized(fh: fsp.FileHandle, from: number, to: number): AsyncGenerator<Buffer> {
   try {
     let out = 0; // offset in the CRLF form
@@ -219,33 +219,28 @@ async function* normalized(fh: fsp.FileHandle, from: number, to: number): AsyncG
       if (bytesRead === 0) break;
       pos += bytesRead;
       const src = buf.subarray(0, bytesRead);
-      const pieces: Buffer[] = [];
+      const dst = Buffer.allocUnsafe(src.length * 2);
+      let d = 0;
       let s = 0;
       for (let i = src.indexOf(0x0a); i >= 0; i = src.indexOf(0x0a, i + 1)) {
         const cr = i > 0 ? src[i - 1] === 0x0d : prevCr;
-        if (!cr) {
-          pieces.push(src.subarray(s, i), CRLF);
-          s = i + 1;
-        }
+        if (cr) continue;
+        d += src.copy(dst, d, s, i);
+        dst[d++] = 0x0d;
+        dst[d++] = 0x0a;
+        s = i + 1;
       }
-      pieces.push(src.subarray(s));
+      d += src.copy(dst, d, s);
       prevCr = src[src.length - 1] === 0x0d;
-      for (const p of pieces) {
-        if (p.length === 0) continue;
-        const pStart = out;
-        const pEnd = out + p.length;
-        out = pEnd;
-        if (pEnd <= from) continue;
-        if (pStart >= to) break;
-        yield Buffer.from(p.subarray(Math.max(0, from - pStart), Math.min(p.length, to - pStart)));
-      }
+      const start = out;
+      out += d;
+      if (out <= from) continue;
+      yield dst.subarray(Math.max(0, from - start), Math.min(d, to - start));
     }
   } finally {
     await fh.close();
   }
 }
-
-const CRLF = Buffer.from('\r\n');
 
 /** Up to this size a read is one buffer (a stream per small message costs more than the read). */
 const SMALL_READ = 256 * 1024;

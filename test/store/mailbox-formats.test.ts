@@ -14,6 +14,7 @@ import { InvalidMailboxNameError } from '../../store/mailbox/errors.ts';
 import { LockTimeoutError, withDotlock } from '../../store/mailbox/dotlock.ts';
 import { curName, flagsOfInfo, infoOfFlags, parseFileName } from '../../store/mailbox/filename.ts';
 import { addKeywords, formatKeywords, parseKeywords, readKeywords } from '../../store/mailbox/keywords.ts';
+import { IndexCache, memoryCacheKv } from '../../store/mailbox/index-cache.ts';
 import { parseMessage, parseStructuredValue } from '../../store/mailbox/mime.ts';
 import { decodeModifiedUtf7, encodeModifiedUtf7, mailboxDir, nameOfFolderDir, parseMailboxName } from '../../store/mailbox/names.ts';
 import { formatSubscriptions, parseSubscriptions } from '../../store/mailbox/subscriptions.ts';
@@ -189,4 +190,20 @@ t.test('MIME: bounded on hostile input (deep nesting, huge lines, many parts)', 
   for (let i = 0; i < 10_000; i++) many += '--m\r\n\r\nx\r\n';
   const m = parseMessage(Buffer.from(many));
   t.ok(m.summary.root.children!.length < 4001, `${m.summary.root.children!.length} parts kept`);
+});
+
+t.test('index cache: entries round-trip, a broken or foreign value is skipped (recomputed), another UIDVALIDITY drops it all', async (t) => {
+  const kv = memoryCacheKv();
+  const cache = new IndexCache(kv);
+  const e = (base: string) => ({ base, vsize: 123, bareLf: true, mtimeMs: 1700000000123, modseq: 7 });
+  await cache.write('g1', { uidValidity: 5, highestModseq: 9 }, new Map([[1, e('a,S=1')], [2, e('b')], [3, e('c')]]), []);
+  const key2 = [...kv.map.keys()].find((k) => k.startsWith('g1!r!') && k.endsWith('2'))!;
+  kv.map.set(key2, '["old","json"]');
+  const { meta, entries } = await cache.load('g1', 5);
+  t.same(meta, { uidValidity: 5, highestModseq: 9 });
+  t.same([...entries.keys()].sort(), [1, 3]);
+  t.same(entries.get(1), e('a,S=1'));
+  const other = await cache.load('g1', 6);
+  t.equal(other.entries.size, 0);
+  t.equal([...kv.map.keys()].filter((k) => k.startsWith('g1!')).length, 0, 'dropped');
 });

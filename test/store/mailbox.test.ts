@@ -370,3 +370,78 @@ t.test('DELETE under an open view: the view sees everything expunged; a new mail
   await again.close();
   await v.close();
 });
+
+t.test('a 35 MB message: APPEND, streamed read, ranges; a 35 MB bare-LF file served CRLF', async (t) => {
+  const root = join(t.testdir(), 'u');
+  const svc = openMailStoreService({ log, hostname: 'h' });
+  const store = svc.forRoot(root);
+  await store.list();
+  const line = 'abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789\r\n';
+  const body = line.repeat(Math.ceil((35 * 1024 * 1024) / line.length));
+  const big = Buffer.from(`Subject: big\r\nContent-Type: text/plain\r\n\r\n${body}`);
+  const { uid } = await store.append('INBOX', { content: big });
+  // The same message with bare LF, written by another program.
+  const lf = Buffer.from(big.toString('latin1').replace(/\r\n/g, '\n'), 'latin1');
+  writeFileSync(join(root, 'cur', '1700000000.M1P1.other:2,'), lf);
+  const v = await store.open('INBOX', { readOnly: true });
+  const [a, b] = v.messages;
+  t.equal(a!.size, big.length);
+  t.equal(b!.size, big.length, 'the bare-LF file has the CRLF size');
+  for (const m of [a!, b!]) {
+    let n = 0;
+    let chunks = 0;
+    let maxChunk = 0;
+    for await (const c of await v.read(m.uid)) {
+      n += (c as Buffer).length;
+      chunks++;
+      maxChunk = Math.max(maxChunk, (c as Buffer).length);
+    }
+    t.equal(n, big.length, `uid ${m.uid} streamed whole`);
+    t.ok(chunks > 100 && maxChunk <= 1024 * 1024, `in ${chunks} chunks of at most ${maxChunk} bytes`);
+    const at = 30 * 1024 * 1024 + 7;
+    t.equal((await v.readBuffer(m.uid, at, at + 200)).toString('latin1'), big.subarray(at, at + 200).toString('latin1'), 'a range far in');
+    const s = await v.summary(m.uid);
+    t.equal(s.root.size, Buffer.byteLength(body));
+    t.equal(s.root.lines, body.length / line.length);
+  }
+  t.equal(uid, a!.uid);
+  await v.close();
+});
+
+t.test('tmp/ files that sat there 36 hours are swept when a mailbox is loaded; an APPEND with an old date is not', async (t) => {
+  const root = join(t.testdir(), 'u');
+  const base = openMailStoreService({ log, hostname: 'h' }).forRoot(root);
+  await base.list();
+  writeFileSync(join(root, 'tmp', 'leftover'), 'x');
+  await base.append('INBOX', { content: msg('old'), internalDate: new Date('2001-01-01T00:00:00Z') });
+  t.ok(existsSync(join(root, 'tmp', 'leftover')), 'not swept at its age');
+  const later = openMailStoreService({ log, hostname: 'h', now: () => Date.now() + 37 * 3600 * 1000 }).forRoot(root);
+  const v = await later.open('INBOX', { readOnly: true });
+  t.notOk(existsSync(join(root, 'tmp', 'leftover')), 'swept 37 hours later');
+  t.equal(v.messages[0]!.internalDate.toISOString(), '2001-01-01T00:00:00.000Z');
+  await v.close();
+});
+
+t.test('structure parsed ahead on a cold index; files that vanish meanwhile fail only whoever asks for them', async (t) => {
+  const root = join(t.testdir(), 'u');
+  const svc = openMailStoreService({ log, hostname: 'h' });
+  const store = svc.forRoot(root);
+  await store.list();
+  for (let i = 0; i < 20; i++) {
+    const body = `Subject: s${i}\r\n\r\nx\r\n`;
+    writeFileSync(join(root, 'cur', `${1700000000 + i}.M${i}P1.x,S=${body.length},W=${body.length}:2,`), body);
+  }
+  const v = await store.open('INBOX', { readOnly: true });
+  t.equal(svc.counters.bodyReads, 0);
+  const names = readdirSync(join(root, 'cur')).sort();
+  for (const n of names.slice(2, 5)) unlinkSync(join(root, 'cur', n));
+  t.equal((await v.summary(1)).envelope.subject, 's0');
+  await new Promise((r) => setTimeout(r, 50));
+  t.ok(svc.counters.bodyReads > 1, `parsed ahead: ${svc.counters.bodyReads} reads`);
+  const reads = svc.counters.bodyReads;
+  t.equal((await v.summary(2)).envelope.subject, 's1', 'from the window, no new read');
+  t.equal(svc.counters.bodyReads, reads);
+  await t.rejects(v.summary(3), MessageGoneError);
+  for (let uid = 6; uid <= 20; uid++) t.equal((await v.summary(uid)).envelope.subject, `s${uid - 1}`);
+  await v.close();
+});
