@@ -19,8 +19,8 @@ const mainHelp = `usage: appliance <command> [options]      (every command takes
   queue     show the queue
   reload    make the running appliance re-read its config
   dkim      make a DKIM key (dkim keygen <domain>) and print its DNS record
-  who       list the open IMAP sessions
-  kick      close a user's IMAP sessions (kick <user> [cidr])
+  who       list the logged-in IMAP and submission sessions
+  kick      close a user's sessions (kick <user> [cidr])
 
 The config is -c PATH, else $APPLIANCE_CONFIG, else /etc/appliance/appliance.conf.
 Commands still to come: queue flush/remove/hold/release, cert.`;

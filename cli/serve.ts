@@ -43,7 +43,7 @@ import { version } from './version.ts';
 import { locateMaildir } from '../core/mail-location.ts';
 import { startImapListener, type ImapListener } from '../imap/server.ts';
 import type { ImapRuntime } from '../imap/session.ts';
-import { SessionRegistry } from '../imap/sessions.ts';
+import { SessionRegistry } from '../core/sessions.ts';
 import { openMailStoreService } from '../store/mailbox/index.ts';
 import type { MailStoreService } from '../store/mailbox/types.ts';
 
@@ -60,7 +60,7 @@ export class Appliance {
   private listeners: BoundListener[] = [];
   private imapListeners: ImapListener[] = [];
   private mail: MailStoreService | null = null;
-  readonly imapSessions = new SessionRegistry();
+  readonly sessions = new SessionRegistry();
   private ready = false;
   private stopping = false;
   readonly log: Logger;
@@ -163,6 +163,7 @@ export class Appliance {
       shuttingDown: () => !app.ready || app.stopping,
       sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
       tls: app.tls,
+      sessions: app.sessions,
     };
   }
 
@@ -188,7 +189,7 @@ export class Appliance {
       get mail(): MailStoreService {
         return app.mail!;
       },
-      sessions: app.imapSessions,
+      sessions: app.sessions,
       locateMaildir: (username) => locateMaildir(app.currentConfig, app.currentTables!, username),
       shuttingDown: () => !app.ready || app.stopping,
       sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
@@ -247,8 +248,8 @@ export class Appliance {
       'queue.hold': async ({ id }) => ({ done: await this.queue!.hold(id) }),
       'queue.release': async ({ id }) => ({ done: await this.queue!.release(id) }),
       reload: async () => ({ reloaded: await this.reload() }),
-      who: async () => ({ sessions: this.imapSessions.list().map((x) => ({ ...x, since: x.since.toISOString() })) }),
-      kick: async ({ user, cidr }) => ({ kicked: this.imapSessions.kick(user, cidr) }),
+      who: async () => ({ sessions: this.sessions.list().map((x) => ({ ...x, since: x.since.toISOString() })) }),
+      kick: async ({ user, cidr }) => ({ kicked: this.sessions.kick(user, cidr) }),
     };
   }
 
@@ -355,7 +356,7 @@ export class Appliance {
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
-    this.imapSessions.closeAll('Server shutting down');
+    this.sessions.closeAll('Server shutting down');
     await Promise.all(this.imapListeners.map((l) => l.close()));
     await Promise.all(this.listeners.map(closeListener));
     await this.localRetry?.stop();

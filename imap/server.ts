@@ -31,7 +31,7 @@ export async function startImapListener(decl: ListenerDecl, address: string, rt:
     socket.once('close', () => sockets.delete(socket));
     socket.setNoDelay(true);
     const session = new ImapSession(socket, decl, rt);
-    if (rt.sessions.size >= MAX_CONNECTIONS) {
+    if (rt.sessions.count('imap') >= MAX_CONNECTIONS) {
       socket.end('* BYE Too many connections\r\n');
       return;
     }

@@ -23,7 +23,7 @@ import { parseCommand } from './protocol/command.ts';
 import type { Piece } from './protocol/encode.ts';
 import { CommandReader, type ReaderEvent } from './protocol/reader.ts';
 import type { SelectedMailbox } from './selected.ts';
-import type { SessionRegistry } from './sessions.ts';
+import type { SessionRegistry } from '../core/sessions.ts';
 
 export type ImapState = 'not-authenticated' | 'authenticated' | 'selected' | 'logout';
 
@@ -61,6 +61,7 @@ let nextId = 0;
 
 export class ImapSession {
   readonly id: string;
+  readonly protocol = 'imap' as const;
   readonly rt: ImapRuntime;
   readonly listener: ListenerDecl;
   readonly remoteAddress: string;
@@ -308,19 +309,26 @@ export class ImapSession {
 
   private attach(socket: Socket): void {
     socket.on('data', (chunk: Buffer) => {
+      this.activity++;
       this.armTimer();
       this.reader.push(chunk);
       if (this.busy && this.queue.length > 0 && !this.waiter) socket.pause();
     });
     socket.on('timeout', () => {
-      // The client is not idle while we work on its command (a slow login, a big FETCH).
-      if (this.busy && !this.waiter) {
-        this.armTimer();
-        return;
-      }
-      this.log.info({ user: this.user, literal: this.reader.inLiteral }, 'idle timeout');
-      void this.send('* BYE Autologout; idle for too long');
-      this.close();
+      // Timers run before pending input is read: look again after this turn's I/O, so a
+      // client whose command is already here (a loaded server) is not taken for idle.
+      const seen = this.activity;
+      setImmediate(() => {
+        if (this.closed) return;
+        // The client is not idle while we work on its command (a slow login, a big FETCH).
+        if (this.activity !== seen || (this.busy && !this.waiter)) {
+          this.armTimer();
+          return;
+        }
+        this.log.info({ user: this.user, literal: this.reader.inLiteral }, 'idle timeout');
+        void this.send('* BYE Autologout; idle for too long');
+        this.close();
+      });
     });
     socket.on('error', (err: Error) => this.log.debug({ err: err.message }, 'connection error'));
     socket.on('close', () => this.cleanup());
@@ -410,6 +418,8 @@ export class ImapSession {
   }
 
   private garbage = 0;
+  /** Counts input events, for the idle check. */
+  private activity = 0;
 
   private cleanup(): void {
     if (this.closed) return;

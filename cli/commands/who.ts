@@ -1,7 +1,7 @@
 /**
  * `appliance who [--json]` and `appliance kick <user> [cidr]` (doveadm who /
- * kick): the open IMAP sessions of the running appliance, and closing a
- * user's sessions. Both need the appliance running.
+ * kick): the logged-in IMAP and submission sessions of the running
+ * appliance, and closing a user's sessions. Both need the appliance running.
  */
 import type { SessionView } from '../control/protocol.ts';
 import { connectControl } from '../control/client.ts';
@@ -10,13 +10,15 @@ import { CommandError, UsageError, configPath, parse } from '../usage.ts';
 
 export const whoHelp = `usage: appliance who [--json] [-c CONFIG]
 
-Lists the open IMAP sessions: user, client address, since when, selected
-mailbox. --json prints [{protocol, user, address, since, mailbox}].`;
+Lists the logged-in IMAP and submission sessions: protocol, user, client
+address, since when, selected mailbox (IMAP).
+--json prints [{protocol, user, address, since, mailbox}].`;
 
 export const kickHelp = `usage: appliance kick <user> [cidr] [-c CONFIG]
 
-Closes the user's IMAP sessions (those from addresses in CIDR only, when
-given, e.g. 192.0.2.0/24 or one address). Prints how many were closed.`;
+Closes the user's IMAP and submission sessions (those from addresses in
+CIDR only, when given, e.g. 192.0.2.0/24 or one address). Prints how many
+were closed.`;
 
 async function control(socketPath: string) {
   const client = await connectControl(socketPath);

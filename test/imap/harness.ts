@@ -14,7 +14,7 @@ import { openTables } from '../../core/tables/registry.ts';
 import { TlsRegistry } from '../../core/tls.ts';
 import { startImapListener, type ImapListener } from '../../imap/server.ts';
 import type { ImapRuntime } from '../../imap/session.ts';
-import { SessionRegistry } from '../../imap/sessions.ts';
+import { SessionRegistry } from '../../core/sessions.ts';
 import { MemoryMailService } from './memory-store.ts';
 
 export interface Harness {

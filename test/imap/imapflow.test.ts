@@ -4,7 +4,7 @@
  * message delivered over SMTP arriving in IDLE as EXISTS. Also STARTTLS on
  * a tls-require listener, implicit TLS, `appliance who` and `kick`.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { ImapFlow } from 'imapflow';
 import nodemailer from 'nodemailer';
@@ -106,9 +106,34 @@ t.test('imapflow against the appliance', async (t) => {
   const who = await run(process.execPath, [MAIN, 'who', '--json', '-c', cfg.path]);
   const sessions = JSON.parse(who.stdout) as { protocol: string; user: string; address: string; mailbox: string | null }[];
   t.match(sessions, [{ protocol: 'imap', user: 'alice@example.test', address: '127.0.0.1', mailbox: 'INBOX' }]);
+  // A submission session (smtplib, AUTH over implicit TLS) is listed too, and kicked with the rest.
+  const smtp = spawn('python3', ['-c', `
+import smtplib, ssl, sys
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP_SSL('127.0.0.1', ${cfg.ports.smtps}, context=ctx, timeout=20)
+s.login('alice@example.test', 'alice-secret')
+print('in', flush=True)
+sys.stdin.readline()
+try:
+    s.noop(); print('still open', flush=True)
+except Exception:
+    print('closed', flush=True)
+`], { stdio: ['pipe', 'pipe', 'inherit'] });
+  t.teardown(() => smtp.kill());
+  let smtpOut = '';
+  smtp.stdout!.on('data', (d: Buffer) => (smtpOut += d.toString()));
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('smtplib did not log in')), 20_000);
+    smtp.stdout!.on('data', () => smtpOut.includes('in') && (clearTimeout(timer), resolve()));
+  });
+  const who2 = JSON.parse((await run(process.execPath, [MAIN, 'who', '--json', '-c', cfg.path])).stdout) as { protocol: string; user: string }[];
+  t.same(who2.map((x) => x.protocol).sort(), ['imap', 'submission'], 'who lists IMAP and submission sessions');
   const closed = new Promise<void>((resolve) => c2.on('close', () => resolve()));
   const kick = await run(process.execPath, [MAIN, 'kick', 'alice@example.test', '127.0.0.0/8', '-c', cfg.path]);
-  t.match(kick.stdout, /^1 session closed/);
+  t.match(kick.stdout, /^2 sessions closed/);
+  smtp.stdin!.end('\n');
+  await new Promise((resolve) => smtp.once('exit', resolve));
+  t.match(smtpOut, /closed/, 'the submission connection was closed');
   await Promise.race([closed, new Promise((_, reject) => setTimeout(() => reject(new Error('not closed by kick')), 10_000))]);
   t.equal(await app2.stop(), 0);
 });

@@ -1,10 +1,11 @@
 /**
- * The open IMAP sessions of the process: `appliance who` lists them,
- * `appliance kick` closes them, and the per user+IP connection limit
- * (`imap limit connections-per-user-ip`, Dovecot's
- * mail_max_userip_connections) is counted here.
+ * The logged-in sessions of the process, IMAP and submission: `appliance
+ * who` lists them, `appliance kick` closes them, and the IMAP per user+IP
+ * connection limit (`imap limit connections-per-user-ip`, Dovecot's
+ * mail_max_userip_connections) is counted here. Protocols register their
+ * sessions; they meet only in this interface.
  */
-import { ipInCidr } from '../core/address.ts';
+import { ipInCidr } from './address.ts';
 
 export interface SessionInfo {
   readonly protocol: 'imap' | 'submission';
@@ -15,6 +16,7 @@ export interface SessionInfo {
 }
 
 export interface TrackedSession {
+  readonly protocol: 'imap' | 'submission';
   readonly remoteAddress: string;
   readonly since: Date;
   readonly user: string | null;
@@ -30,18 +32,18 @@ export class SessionRegistry {
     return () => this.sessions.delete(s);
   }
 
-  /** Logged-in sessions of this user from this address. */
-  countUserIp(user: string, ip: string): number {
+  /** Logged-in sessions of this user from this address, of one protocol. */
+  countUserIp(user: string, ip: string, protocol: TrackedSession['protocol'] = 'imap'): number {
     let n = 0;
     const u = user.toLowerCase();
-    for (const s of this.sessions) if (s.user?.toLowerCase() === u && s.remoteAddress === ip) n++;
+    for (const s of this.sessions) if (s.protocol === protocol && s.user?.toLowerCase() === u && s.remoteAddress === ip) n++;
     return n;
   }
 
   list(): SessionInfo[] {
     return [...this.sessions]
       .filter((s) => s.user !== null)
-      .map((s) => ({ protocol: 'imap' as const, user: s.user!, address: s.remoteAddress, since: s.since, mailbox: s.mailboxName() }));
+      .map((s) => ({ protocol: s.protocol, user: s.user!, address: s.remoteAddress, since: s.since, mailbox: s.mailboxName() }));
   }
 
   /** Closes the user's sessions (from addresses in `cidr` if given); the number closed. */
@@ -57,11 +59,14 @@ export class SessionRegistry {
     return n;
   }
 
-  closeAll(reason: string): void {
-    for (const s of this.sessions) s.kick(reason);
+  closeAll(reason: string, protocol: TrackedSession['protocol'] = 'imap'): void {
+    for (const s of this.sessions) if (s.protocol === protocol) s.kick(reason);
   }
 
-  get size(): number {
-    return this.sessions.size;
+  /** Sessions of one protocol (any state). */
+  count(protocol: TrackedSession['protocol'] = 'imap'): number {
+    let n = 0;
+    for (const s of this.sessions) if (s.protocol === protocol) n++;
+    return n;
   }
 }
