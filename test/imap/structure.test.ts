@@ -61,6 +61,10 @@ t.test('address lists', async (t) => {
   t.same(parseAddressList('=?utf-8?q?Zo=C3=AB?= <zoe@x.test>'), [{ name: '=?utf-8?q?Zo=C3=AB?=', mailbox: 'zoe', host: 'x.test' }], 'encoded words stay raw');
   t.same(parseAddressList('<@route.test:user@x.test>'), [{ name: null, mailbox: 'user', host: 'x.test' }]);
   t.same(parseAddressList(''), []);
+  // The fast path (no quotes, comments or groups) agrees with the full tokenizer (an empty comment forces it).
+  for (const raw of ['a@b.test', 'Alice  Smith <alice@x.test>, bob@y.test', '  <c@d.test> ,e@f', 'Zoë <z@x.test>', 'x', 'A.B. Cee <a.b@c.test>', '=?utf-8?q?Zo=C3=AB?= <zoe@x.test>, , ']) {
+    t.same(parseAddressList(raw), parseAddressList(`${raw} ()`), `fast path: ${raw}`);
+  }
 });
 
 t.test('ENVELOPE of the RFC 3501 §7.4.2 example', async (t) => {
