@@ -41,6 +41,7 @@ export class ResponseBuilder {
 }
 
 const QUOTABLE_MAX = 1024;
+const PRINTABLE = /^[\x20-\x7e]*$/;
 
 /** True if the bytes can go inside a quoted string: no CR, LF, NUL or 8-bit. */
 function quotable(b: Buffer): boolean {
@@ -51,6 +52,8 @@ function quotable(b: Buffer): boolean {
 
 /** Quoted (with `\` escapes) or literal, for a string value. */
 export function encodeString(v: string | Buffer): Piece[] {
+  // Printable ASCII text (the common case) is quoted without a round trip through a Buffer.
+  if (typeof v === 'string' && v.length <= QUOTABLE_MAX && PRINTABLE.test(v)) return [`"${v.includes('"') || v.includes('\\') ? v.replace(/[\\"]/g, (m) => `\\${m}`) : v}"`];
   const b = typeof v === 'string' ? Buffer.from(v, 'utf8') : v;
   if (quotable(b)) return [`"${b.toString('latin1').replace(/[\\"]/g, (m) => `\\${m}`)}"`];
   return [`{${b.length}}\r\n`, b];

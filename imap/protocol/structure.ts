@@ -105,7 +105,7 @@ function mailboxOf(tokens: readonly Token[]): ParsedAddress | null {
 /** RFC 5322 address-list into IMAP address structures; groups as start/end markers (RFC 3501 §7.4.2). */
 export function parseAddressList(raw: string): ParsedAddress[] {
   // Most headers have no quoting, comments or groups: split on commas directly (a warm ENVELOPE FETCH spends its time here).
-  if (!/["():;\\]/.test(raw)) return simpleAddressList(raw);
+  if (simpleEnough(raw)) return simpleAddressList(raw);
   const tokens = tokenize(raw);
   const out: ParsedAddress[] = [];
   let current: Token[] = [];
@@ -137,12 +137,23 @@ export function parseAddressList(raw: string): ParsedAddress[] {
 
 const ANGLE = /^(.*?)<([^<>]*)>\s*$/s;
 
+/** No comments, groups or escapes, and no comma inside a quoted display name. */
+function simpleEnough(raw: string): boolean {
+  if (/[():;\\]/.test(raw)) return false;
+  if (!raw.includes('"')) return true;
+  const parts = raw.split('"');
+  if (parts.length % 2 === 0) return false;
+  for (let i = 1; i < parts.length; i += 2) if (parts[i]!.includes(',') || parts[i]!.includes('<') || parts[i]!.includes('@')) return false;
+  return true;
+}
+
 function simpleAddressList(raw: string): ParsedAddress[] {
   const out: ParsedAddress[] = [];
   for (const part of raw.split(',')) {
     const m = ANGLE.exec(part);
     const spec = (m ? m[2]! : part).replace(/\s+/g, '');
-    const name = m ? m[1]!.trim().replace(/\s+/g, ' ') : '';
+    if (spec.includes('"')) return parseAddressList(`${raw} ()`);
+    const name = m ? m[1]!.replace(/"/g, ' ').trim().replace(/\s+/g, ' ') : '';
     if (spec === '' && name === '') continue;
     const at = spec.lastIndexOf('@');
     out.push({ name: name === '' ? null : name, mailbox: at === -1 ? spec : spec.slice(0, at), host: at === -1 ? '' : spec.slice(at + 1) });

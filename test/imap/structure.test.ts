@@ -62,7 +62,7 @@ t.test('address lists', async (t) => {
   t.same(parseAddressList('<@route.test:user@x.test>'), [{ name: null, mailbox: 'user', host: 'x.test' }]);
   t.same(parseAddressList(''), []);
   // The fast path (no quotes, comments or groups) agrees with the full tokenizer (an empty comment forces it).
-  for (const raw of ['a@b.test', 'Alice  Smith <alice@x.test>, bob@y.test', '  <c@d.test> ,e@f', 'Zoë <z@x.test>', 'x', 'A.B. Cee <a.b@c.test>', '=?utf-8?q?Zo=C3=AB?= <zoe@x.test>, , ']) {
+  for (const raw of ['a@b.test', 'Alice  Smith <alice@x.test>, bob@y.test', '  <c@d.test> ,e@f', 'Zoë <z@x.test>', 'x', 'A.B. Cee <a.b@c.test>', '=?utf-8?q?Zo=C3=AB?= <zoe@x.test>, , ', '"Sender 5" <s5@x.test>, "Bob B." <b@y.test>', '"a" <"odd"@x.test>']) {
     t.same(parseAddressList(raw), parseAddressList(`${raw} ()`), `fast path: ${raw}`);
   }
 });
