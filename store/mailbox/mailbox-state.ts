@@ -756,8 +756,8 @@ export class MailboxState {
       this.noteExpunged(uid);
       gone.add(uid);
     });
-    // In the order asked (ascending for the IMAP layer's EXPUNGE responses), whatever was removed before a failure included.
-    const removed = uids.filter((u) => gone.has(u));
+    // Ascending, whatever was removed before a failure included.
+    const removed = uids.filter((u) => gone.has(u)).sort((a, b) => a - b);
     if (failure !== undefined && removed.length === 0) throw failure;
     if (failure !== undefined) this.ctx.log.error({ err: failure, dir: this.dir }, 'expunge stopped by a file system error');
     if (removed.length > 0) {
