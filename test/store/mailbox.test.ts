@@ -462,3 +462,16 @@ t.test('a dovecot-uidlist.lock left by a crashed process does not stop APPEND or
   t.same(v.messages.map((m) => m.uid), [1, 2, 3]);
   await v.close();
 });
+
+t.test('a directory or an unreadable entry among the messages is skipped, not fatal', async (t) => {
+  const root = join(t.testdir(), 'u');
+  const store = openMailStoreService({ log, hostname: 'h' }).forRoot(root);
+  await store.append('INBOX', { content: msg('ok') });
+  mkdirSync(join(root, 'cur', '1700000000.M1P1.dir:2,S'));
+  mkdirSync(join(root, 'new', '1700000001.M1P1.dir'));
+  const v = await store.open('INBOX', { readOnly: false });
+  t.same(v.messages.map((m) => m.uid), [1]);
+  await store.append('INBOX', { content: msg('still fine') });
+  t.same((await v.sync()).added.map((m) => m.uid), [4]);
+  await v.close();
+});
