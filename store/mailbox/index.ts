@@ -123,7 +123,13 @@ export function openMailStoreService(opts: MailStoreOptions): MailStoreServiceIm
       } catch {
         return;
       }
-      states.get(dir)?.notify();
+      const state = states.get(dir);
+      if (!state) return;
+      state.notify();
+      // Kept loaded with nobody looking: index the new message now, while its file is in the page cache.
+      if (state.refs <= 0) {
+        state.refresh().catch((err: unknown) => opts.log.warn({ err, dir }, 'indexing a delivered message failed; the next session will'));
+      }
     },
     async close(): Promise<void> {
       // Wait for writes in flight; views hold no OS resources between calls.

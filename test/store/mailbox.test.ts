@@ -475,3 +475,22 @@ t.test('a directory or an unreadable entry among the messages is skipped, not fa
   t.same((await v.sync()).added.map((m) => m.uid), [4]);
   await v.close();
 });
+
+t.test('a delivery into a mailbox kept loaded is indexed at once, not at the next SELECT', async (t) => {
+  const root = join(t.testdir(), 'u');
+  const svc = openMailStoreService({ log, hostname: 'h' });
+  const store = svc.forRoot(root);
+  await store.append('INBOX', { content: msg('first') });
+  await (await store.open('INBOX', { readOnly: false })).close();
+  const before = svc.counters.bodyReads;
+  await deliver(root, msg('delivered'));
+  svc.delivered(root);
+  for (let i = 0; i < 200 && svc.counters.bodyReads === before; i++) await new Promise((r) => setTimeout(r, 10));
+  t.equal(svc.counters.bodyReads, before + 1, 'read once, at delivery');
+  const v = await store.open('INBOX', { readOnly: false });
+  t.same(v.messages.map((m) => m.uid), [1, 2]);
+  t.ok(v.recentUids.has(2), 'still \\Recent for the first session');
+  t.equal((await v.summary(2)).envelope.subject, 'delivered');
+  t.equal(svc.counters.bodyReads, before + 1, 'nothing read again');
+  await v.close();
+});
