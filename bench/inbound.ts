@@ -46,40 +46,35 @@
  * traffic is loopback; every process started is stopped by its pid (Postfix
  * by `postfix -c DIR stop`) and the temp directory removed (--keep keeps it).
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import {
-  accessSync,
   chmodSync,
   chownSync,
-  closeSync,
-  constants,
   existsSync,
   mkdirSync,
   mkdtempSync,
-  openSync,
   readdirSync,
   readFileSync,
   rmSync,
   statSync,
   unlinkSync,
   watch,
-  writeFileSync,
   type FSWatcher,
 } from 'node:fs';
-import { connect, createServer } from 'node:net';
 import { availableParallelism, cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import type { MessageSource } from '../store/maildir.ts';
+import { MAIN, NODE, ROOT, startAppliance as startApplianceInstance } from './lib/appliance.ts';
+import { startOpenSmtpd } from './lib/opensmtpd.ts';
+import { startPostfix as startPostfixInstance } from './lib/postfix.ts';
+import { exited, Started } from './lib/processes.ts';
+import { median, pct, r1, r2 } from './lib/stats.ts';
+import { freePort, LOOPBACK, memoryOfSession, sessionPids, sleep, userOf, which } from './lib/system.ts';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const MAIN = join(ROOT, 'dist/cli/main.js');
 const LOAD = join(ROOT, 'bench/smtp-load.ts');
-const NODE = process.execPath;
-const LOOPBACK = '127.0.0.1';
 const SENDER = 'sender@bench.test';
 const RCPT = 'user@example.test';
 const ARGON_RCPT = 'argon@example.test';
@@ -125,35 +120,7 @@ function note(message: string): void {
 function emit(obj: Record<string, unknown>): void {
   process.stdout.write(`${JSON.stringify(obj)}\n`);
 }
-const r1 = (n: number) => Math.round(n * 10) / 10;
-const r2 = (n: number) => Math.round(n * 100) / 100;
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const now = () => performance.timeOrigin + performance.now();
-
-function pct(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
-}
-function median(xs: readonly number[]): number | null {
-  const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  if (v.length === 0) return null;
-  const m = Math.floor(v.length / 2);
-  return v.length % 2 ? v[m]! : (v[m - 1]! + v[m]!) / 2;
-}
-
-function which(cmd: string): string | null {
-  for (const dir of (process.env.PATH ?? '').split(':').concat(['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'])) {
-    if (!dir) continue;
-    const p = join(dir, cmd);
-    try {
-      accessSync(p, constants.X_OK);
-      return p;
-    } catch {
-      /* next */
-    }
-  }
-  return null;
-}
 
 if (!existsSync(MAIN)) fail(`${MAIN} does not exist: build first with "npm run build" (this benchmark builds nothing)`);
 const SMTP_SOURCE = which('smtp-source');
@@ -162,91 +129,15 @@ const IS_ROOT = process.getuid?.() === 0;
 
 /* ------------------------------------------------ processes we started */
 
-const live = new Set<ChildProcess>();
-const stops: (() => Promise<void>)[] = [];
 let tmp: string | null = null;
-let cleaning: Promise<void> | null = null;
-
-function cleanup(): Promise<void> {
-  cleaning ??= (async () => {
-    for (const c of live) {
-      try {
-        c.kill('SIGKILL');
-      } catch {
-        /* gone */
-      }
-    }
-    live.clear();
-    for (const stop of stops.splice(0).reverse()) {
-      try {
-        await stop();
-      } catch (err) {
-        note(`stopping a server: ${(err as Error).message}`);
-      }
-    }
-    if (tmp && !opts.keep) rmSync(tmp, { recursive: true, force: true });
-    else if (tmp) note(`kept ${tmp}`);
-  })();
-  return cleaning;
-}
-
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(sig, () => {
-    note(`${sig}: stopping what was started`);
-    void cleanup().finally(() => process.exit(130));
-  });
-}
-
-function track(c: ChildProcess): ChildProcess {
-  live.add(c);
-  c.once('exit', () => live.delete(c));
-  return c;
-}
-
-function exited(c: ChildProcess): Promise<void> {
-  return c.exitCode !== null || c.signalCode !== null ? Promise.resolve() : new Promise((r) => c.once('exit', () => r()));
-}
-
-/** SIGTERM, then SIGKILL after `graceMs`; by pid only. */
-async function stopChild(c: ChildProcess, graceMs = 15_000): Promise<void> {
-  if (c.exitCode !== null || c.signalCode !== null) return;
-  c.kill('SIGTERM');
-  const t = setTimeout(() => c.kill('SIGKILL'), graceMs);
-  await exited(c);
-  clearTimeout(t);
-}
+const started = new Started(note, () => {
+  if (tmp && !opts.keep) rmSync(tmp, { recursive: true, force: true });
+  else if (tmp) note(`kept ${tmp}`);
+});
+const track = (c: ChildProcess): ChildProcess => started.track(c);
+const cleanup = (): Promise<void> => started.cleanup();
 
 /* ------------------------------------------------------- /proc helpers */
-
-function sessionOf(pid: number): number {
-  const st = readFileSync(`/proc/${pid}/stat`, 'latin1');
-  return Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[3]);
-}
-
-/** Pids whose session id is `sid` (a server and every process it forked). */
-function sessionPids(sid: number): number[] {
-  const out: number[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (name.charCodeAt(0) < 48 || name.charCodeAt(0) > 57) continue;
-    try {
-      if (sessionOf(Number(name)) === sid) out.push(Number(name));
-    } catch {
-      /* gone */
-    }
-  }
-  return out;
-}
-
-function memOf(pid: number): { rss: number; pss: number } | null {
-  try {
-    const text = readFileSync(`/proc/${pid}/smaps_rollup`, 'latin1');
-    const rss = /^Rss:\s+(\d+)/m.exec(text);
-    const pss = /^Pss:\s+(\d+)/m.exec(text);
-    return rss && pss ? { rss: Number(rss[1]), pss: Number(pss[1]) } : null;
-  } catch {
-    return null;
-  }
-}
 
 function procStatusKib(pid: number, field: string): number | null {
   try {
@@ -255,21 +146,6 @@ function procStatusKib(pid: number, field: string): number | null {
   } catch {
     return null;
   }
-}
-
-/** The summed RSS and PSS of a session's processes, now. */
-function memoryNow(sid: number): { rss: number; pss: number; procs: number } {
-  let rss = 0;
-  let pss = 0;
-  let procs = 0;
-  for (const pid of sessionPids(sid)) {
-    const m = memOf(pid);
-    if (!m) continue;
-    rss += m.rss;
-    pss += m.pss;
-    procs++;
-  }
-  return { rss, pss, procs };
 }
 
 interface MemoryPeaks {
@@ -361,49 +237,6 @@ function makeMaildir(path: string, owner?: { uid: number; gid: number }): void {
 
 /* ---------------------------------------------------------- networking */
 
-function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, LOOPBACK, () => {
-      const a = s.address();
-      const port = typeof a === 'object' && a ? a.port : 0;
-      s.close(() => resolvePort(port));
-    });
-  });
-}
-
-/** Waits until 127.0.0.1:port answers with a 220 greeting (then QUITs). */
-async function waitForGreeting(port: number, timeoutMs: number, alive: () => boolean): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const ok = await new Promise<boolean>((res) => {
-      const s = connect({ host: LOOPBACK, port });
-      let buf = '';
-      const t = setTimeout(() => {
-        s.destroy();
-        res(false);
-      }, 3000);
-      s.on('data', (d) => {
-        buf += d.toString('latin1');
-        if (buf.includes('\r\n')) {
-          clearTimeout(t);
-          s.end('QUIT\r\n');
-          res(buf.startsWith('220'));
-        }
-      });
-      s.on('error', () => {
-        clearTimeout(t);
-        res(false);
-      });
-    });
-    if (ok) return;
-    if (!alive()) throw new Error('the server exited before it answered');
-    if (Date.now() > until) throw new Error(`no SMTP greeting on ${LOOPBACK}:${port} within ${timeoutMs / 1000} s`);
-    await sleep(100);
-  }
-}
-
 /* ------------------------------------------------------------- servers */
 
 interface Server {
@@ -426,14 +259,6 @@ interface Target {
   readonly what: string;
 }
 
-function userOf(name: string): { uid: number; gid: number } | null {
-  for (const line of readFileSync('/etc/passwd', 'utf8').split('\n')) {
-    const f = line.split(':');
-    if (f[0] === name) return { uid: Number(f[2]), gid: Number(f[3]) };
-  }
-  return null;
-}
-
 function ssha512(password: string): string {
   const salt = randomBytes(8);
   const digest = createHash('sha512').update(password).update(salt).digest();
@@ -449,16 +274,12 @@ async function startAppliance(base: string): Promise<{ server: Server; mx: numbe
   const submission = await freePort();
   const { hashPassword } = await import('../core/auth/passwords.ts');
   const argon = await hashPassword(PASSWORD);
-  const conf = join(dir, 'appliance.conf');
   // Both listeners on loopback; the auth one has no TLS (allowed on loopback only) so that
   // the only difference from MX is the greeting pause and one AUTH PLAIN exchange.
-  writeFileSync(
-    conf,
-    [
-      'hostname mail.example.test',
-      `data-dir "${join(dir, 'data')}"`,
-      'user root',
-      `control socket "${join(dir, 'control.sock')}"`,
+  const app = await startApplianceInstance({
+    dir,
+    started,
+    config: [
       'table domains { example.test }',
       `table users { "${RCPT}" = "${ssha512(PASSWORD)}", "${ARGON_RCPT}" = "${argon}" }`,
       `listen on ${LOOPBACK} port ${mx} tag MX`,
@@ -466,52 +287,23 @@ async function startAppliance(base: string): Promise<{ server: Server; mx: numbe
       `action "local" maildir "${maildir}" userbase <users>`,
       'match from any for domain <domains> action "local"',
       'match from any for any reject',
-      '',
-    ].join('\n'),
-  );
-  const log = join(dir, 'appliance.log');
-  const fd = openSync(log, 'a');
-  const child = track(spawn(NODE, [MAIN, 'start', '-c', conf], { stdio: ['ignore', fd, fd], detached: true, env: { ...process.env, APPLIANCE_CONFIG: '' } }));
-  closeSync(fd);
-  const until = Date.now() + 20_000;
-  while (!readFileSync(log, 'utf8').includes('"appliance ready"')) {
-    if (child.exitCode !== null) throw new Error(`appliance exited (${child.exitCode}): ${readFileSync(log, 'utf8').slice(-500)}`);
-    if (Date.now() > until) throw new Error('appliance not ready within 20 s');
-    await sleep(50);
-  }
-  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
-  const server: Server = { key: 'appliance', version: pkg.version, maildir, sid: child.pid!, log, stop: () => stopChild(child) };
-  stops.push(server.stop);
+    ],
+  });
+  const server: Server = { key: 'appliance', version: app.version, maildir, sid: app.sid, log: app.log, stop: app.stop };
   return { server, mx, submission };
 }
 
 async function startPostfix(base: string): Promise<{ server: Server; port: number }> {
-  const postfix = which('postfix');
-  const postconf = which('postconf');
-  const pfUser = userOf('postfix');
   const nobody = userOf('nobody');
-  if (!postfix || !postconf || !pfUser || !nobody) throw new Error('postfix is not installed (apt-get install -y postfix)');
-  const dir = join(base, 'postfix');
-  mkdirSync(join(dir, 'queue'), { recursive: true });
-  mkdirSync(join(dir, 'data'), { recursive: true });
-  chownSync(join(dir, 'data'), pfUser.uid, pfUser.gid);
+  if (!nobody) throw new Error('no user nobody');
   const maildir = join(base, 'mail/postfix');
   makeMaildir(maildir, nobody);
-  const port = await freePort();
-  const version = spawnSync(postconf, ['-d', '-h', 'mail_version'], { encoding: 'utf8' }).stdout.trim();
-  writeFileSync(
-    join(dir, 'main.cf'),
-    [
-      'compatibility_level = 3.6',
-      `queue_directory = ${dir}/queue`,
-      `data_directory = ${dir}/data`,
-      'myhostname = mail.example.test',
-      'mydomain = example.test',
+  const pf = await startPostfixInstance({
+    dir: join(base, 'postfix'),
+    port: await freePort(),
+    started,
+    main: [
       'myorigin = $myhostname',
-      'mydestination =',
-      `inet_interfaces = ${LOOPBACK}`,
-      'inet_protocols = ipv4',
-      'mynetworks = 127.0.0.0/8',
       'virtual_mailbox_domains = example.test',
       `virtual_mailbox_base = ${join(base, 'mail')}`,
       `virtual_mailbox_maps = inline:{ ${RCPT}=postfix/ }`,
@@ -522,153 +314,27 @@ async function startPostfix(base: string): Promise<{ server: Server; port: numbe
       'default_transport = error:no outbound mail in the benchmark',
       'relay_transport = error:no outbound mail in the benchmark',
       'local_transport = error:no local mail in the benchmark',
-      'alias_maps =',
-      'alias_database =',
-      `maillog_file = ${dir}/postfix.log`,
-      `maillog_file_prefixes = ${dir}`,
-      'biff = no',
-      '',
-    ].join('\n'),
-  );
-  // Upstream's master.cf (chroot off, as upstream ships it; Debian's turns chroot on), the services a Maildir delivery uses.
-  writeFileSync(
-    join(dir, 'master.cf'),
-    [
-      `${LOOPBACK}:${port} inet n - n - - smtpd`,
-      'pickup    unix  n - n 60 1 pickup',
-      'cleanup   unix  n - n - 0 cleanup',
-      'qmgr      unix  n - n 300 1 qmgr',
-      'rewrite   unix  - - n - - trivial-rewrite',
-      'bounce    unix  - - n - 0 bounce',
-      'defer     unix  - - n - 0 bounce',
-      'trace     unix  - - n - 0 bounce',
-      'verify    unix  - - n - 1 verify',
-      'flush     unix  n - n 1000? 0 flush',
-      'proxymap  unix  - - n - - proxymap',
-      'showq     unix  n - n - - showq',
-      'error     unix  - - n - - error',
-      'retry     unix  - - n - - error',
-      'discard   unix  - - n - - discard',
-      'virtual   unix  - n n - - virtual',
-      'anvil     unix  - - n - 1 anvil',
-      'scache    unix  - - n - 1 scache',
-      'postlog   unix-dgram n - n - 1 postlogd',
-      '',
-    ].join('\n'),
-  );
-  const start = spawnSync(postfix, ['-c', dir, 'start'], { encoding: 'utf8', timeout: 30_000 });
-  const pidFile = join(dir, 'queue/pid/master.pid');
-  const masterPid = existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8').trim()) : NaN;
-  const stop = async (): Promise<void> => {
-    spawnSync(postfix, ['-c', dir, 'stop'], { timeout: 30_000 });
-    if (Number.isInteger(masterPid)) {
-      const until = Date.now() + 10_000;
-      while (existsSync(`/proc/${masterPid}`) && Date.now() < until) await sleep(100);
-      if (existsSync(`/proc/${masterPid}`)) process.kill(masterPid, 'SIGKILL');
-    }
-  };
-  if (start.status !== 0 || !Number.isInteger(masterPid)) {
-    await stop();
-    throw new Error(`postfix -c ${dir} start failed: ${(start.stderr ?? '').slice(-400)}`);
-  }
-  stops.push(stop);
-  await waitForGreeting(port, 15_000, () => existsSync(`/proc/${masterPid}`));
-  // The master calls setsid(): its session holds smtpd, cleanup, qmgr, virtual….
-  const sid = sessionOf(masterPid);
-  return { server: { key: 'postfix', version, maildir, sid, log: join(dir, 'postfix.log'), stop }, port };
-}
-
-/** OpenSMTPD from its Debian package, unpacked (it conflicts with postfix, so it is not installed). */
-function opensmtpdPackage(): { root: string; version: string } {
-  const cache = process.env.OPENSMTPD_ROOT ? dirname(process.env.OPENSMTPD_ROOT) : join(tmpdir(), 'appliance-bench-opensmtpd');
-  const root = process.env.OPENSMTPD_ROOT ?? join(cache, 'root');
-  const debs = () => (existsSync(cache) ? readdirSync(cache).filter((f) => /^opensmtpd_.*\.deb$/.test(f)) : []);
-  if (!existsSync(join(root, 'usr/sbin/smtpd'))) {
-    mkdirSync(cache, { recursive: true });
-    if (debs().length === 0) {
-      note(`fetching OpenSMTPD with "apt-get download opensmtpd" into ${cache}`);
-      const r = spawnSync('apt-get', ['download', 'opensmtpd'], { cwd: cache, encoding: 'utf8', timeout: 120_000 });
-      if (debs().length === 0) throw new Error(`apt-get download opensmtpd failed: ${(r.stderr ?? '').slice(-300)}`);
-    }
-    const x = spawnSync('dpkg-deb', ['-x', join(cache, debs()[0]!), root], { encoding: 'utf8', timeout: 60_000 });
-    if (x.status !== 0) throw new Error(`dpkg-deb -x failed: ${x.stderr}`);
-  }
-  const deb = debs()[0];
-  return { root, version: deb ? deb.split('_')[1]! : 'unknown (OPENSMTPD_ROOT)' };
+    ],
+    services: ['virtual   unix  - n n - - virtual'],
+  });
+  return { server: { key: 'postfix', version: pf.version, maildir, sid: pf.sid, log: pf.log, stop: pf.stop }, port: pf.port };
 }
 
 async function startOpenSMTPD(base: string): Promise<{ server: Server; port: number }> {
-  const unshare = which('unshare');
   const nobody = userOf('nobody');
-  if (!unshare || !nobody) throw new Error('needs unshare (util-linux) and the user nobody');
-  const pkg = opensmtpdPackage();
-  for (const u of ['opensmtpd', 'opensmtpq']) {
-    if (userOf(u)) continue;
-    note(`creating the system user ${u} that OpenSMTPD's privilege separation needs`);
-    const r = spawnSync('useradd', ['--system', '--no-create-home', '--home-dir', '/nonexistent', '--shell', '/usr/sbin/nologin', u], { encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`useradd ${u}: ${r.stderr}`);
-  }
-  const dir = join(base, 'opensmtpd');
-  const spool = join(dir, 'spool');
-  mkdirSync(spool, { recursive: true });
-  chmodSync(spool, 0o711);
+  if (!nobody) throw new Error('no user nobody');
   const maildir = join(base, 'mail/opensmtpd');
   makeMaildir(maildir, nobody);
-  const port = await freePort();
-  const conf = join(dir, 'smtpd.conf');
-  writeFileSync(
-    conf,
-    [
-      `table vusers { "${RCPT}" = "nobody" }`,
-      `listen on ${LOOPBACK} port ${port}`,
-      `action "local" maildir "${maildir}" virtual <vusers>`,
-      'match from any for domain "example.test" action "local"',
-      '',
-    ].join('\n'),
-  );
-  // Its reverse lookup of 127.0.0.1 must come from /etc/hosts, never from the network.
-  writeFileSync(join(dir, 'resolv.conf'), `nameserver ${LOOPBACK}\nlookup file bind\n`);
-  const q = (s: string) => `'${s.replace(/'/g, "'\\''")}'`;
-  // Compiled-in paths, each on a private tmpfs of this mount namespace only: the host is not changed.
-  writeFileSync(
-    join(dir, 'run.sh'),
-    [
-      'set -e',
-      'mount -t tmpfs -o size=1m,mode=755 tmpfs /var/spool',
-      'mkdir /var/spool/smtpd',
-      `mount --bind ${q(spool)} /var/spool/smtpd`,
-      'mount -t tmpfs -o size=1m,mode=755 tmpfs /usr/libexec',
-      'mkdir /usr/libexec/opensmtpd',
-      `mount --bind ${q(join(pkg.root, 'usr/libexec/opensmtpd'))} /usr/libexec/opensmtpd`,
-      'mount -t tmpfs -o size=1m,mode=755 tmpfs /var/lib',
-      'mkdir -p /var/lib/opensmtpd/empty',
-      'mount -t tmpfs -o size=1m,mode=755 tmpfs /run',
-      `mount --bind ${q(join(dir, 'resolv.conf'))} /etc/resolv.conf`,
-      `exec ${q(join(pkg.root, 'usr/sbin/smtpd'))} -d -f ${q(conf)}`,
-      '',
-    ].join('\n'),
-  );
-  const log = join(dir, 'smtpd.log');
-  const fd = openSync(log, 'a');
-  const child = track(spawn(unshare, ['-m', '--propagation', 'private', 'sh', join(dir, 'run.sh')], { stdio: ['ignore', fd, fd], detached: true }));
-  closeSync(fd);
-  const sid = child.pid!;
-  const stop = async (): Promise<void> => {
-    await stopChild(child, 10_000);
-    // Its privilege-separated children leave with it; anything left in its session is ours too.
-    for (const pid of sessionPids(sid)) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        /* gone */
-      }
-    }
-  };
-  stops.push(stop);
-  await waitForGreeting(port, 15_000, () => child.exitCode === null).catch((err: Error) => {
-    throw new Error(`${err.message}: ${readFileSync(log, 'utf8').slice(-400)}`);
+  const dir = join(base, 'opensmtpd');
+  mkdirSync(dir, { recursive: true });
+  const smtpd = await startOpenSmtpd({
+    dir,
+    port: await freePort(),
+    started,
+    note,
+    config: [`table vusers { "${RCPT}" = "nobody" }`, `action "local" maildir "${maildir}" virtual <vusers>`, 'match from any for domain "example.test" action "local"'],
   });
-  return { server: { key: 'opensmtpd', version: pkg.version, maildir, sid, log, stop }, port };
+  return { server: { key: 'opensmtpd', version: smtpd.version, maildir, sid: smtpd.sid, log: smtpd.log, stop: smtpd.stop }, port: smtpd.port };
 }
 
 /* ------------------------------------------------------ load generator */
@@ -1201,7 +867,7 @@ async function main(): Promise<void> {
     }
   }
   for (const s of servers) {
-    const idle = memoryNow(s.sid);
+    const idle = memoryOfSession(s.sid);
     note(`${s.key} ${s.version} running: session ${s.sid}, ${idle.procs} processes, idle RSS ${Math.round(idle.rss / 1024)} MiB, PSS ${Math.round(idle.pss / 1024)} MiB, Maildir ${s.maildir}`);
     emit({ name: 'idle', server: s.key, version: s.version, processes: idle.procs, rss_kib: idle.rss, pss_kib: idle.pss });
   }

@@ -49,7 +49,7 @@ export function runAsUser(name: string, dataDir: string): SystemUser | null {
 export function chownDataDir(dataDir: string, user: SystemUser): void {
   chownSync(dataDir, user.uid, user.gid);
   // The database and the generated certificates may predate the switch (a run as root).
-  for (const sub of ['db', 'tls', 'spool']) {
+  for (const sub of ['db', 'tls', 'spool', 'acme']) {
     const dir = join(dataDir, sub);
     try {
       if (statSync(dir).isDirectory()) {

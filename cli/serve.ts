@@ -46,6 +46,9 @@ import type { ImapRuntime } from '../imap/session.ts';
 import { SessionRegistry } from '../core/sessions.ts';
 import { openMailStoreService } from '../store/mailbox/index.ts';
 import type { MailStoreService } from '../store/mailbox/types.ts';
+import type { AcmeManager } from '../acme/manager.ts';
+import { certStatusView } from '../acme/status.ts';
+import { ControlError } from './control/protocol.ts';
 
 export class Appliance {
   private currentConfig: Config;
@@ -61,6 +64,7 @@ export class Appliance {
   private imapListeners: ImapListener[] = [];
   private mail: MailStoreService | null = null;
   readonly sessions = new SessionRegistry();
+  private acme: AcmeManager | null = null;
   private ready = false;
   private stopping = false;
   readonly log: Logger;
@@ -96,8 +100,15 @@ export class Appliance {
     if (swept > 0) log.info({ files: swept }, 'removed spool files left by an interrupted run (never acknowledged)');
     const user = runAsUser(config.user, config.dataDir);
     const tls = await loadCertificates(config, log.child({ component: 'tls' }));
+    // ACME's local parts (account key, challenge port) fail the start here, while still root; the CA is never waited for.
+    const holder: { app?: Appliance } = {};
+    const acme = [...config.pki.values()].some((p) => p.acme)
+      ? await import('../acme/manager.ts').then((m) => m.AcmeManager.open({ config: () => holder.app?.config ?? config, registry: tls, log: log.child({ component: 'acme' }) }))
+      : null;
     if (user) chownDataDir(config.dataDir, user);
     const app = new Appliance(config, tls, log);
+    holder.app = app;
+    app.acme = acme;
     try {
       for (const decl of config.listeners) await app.bind(decl);
       for (const decl of config.imap.listeners) await app.bindImap(decl);
@@ -142,6 +153,7 @@ export class Appliance {
       app.outbound.start();
       app.control = await startControlServer(config.control.socket, app.controlHandlers(), log.child({ component: 'control' }));
       app.ready = true;
+      app.acme?.start();
     } catch (err) {
       await app.stop();
       throw err;
@@ -250,6 +262,16 @@ export class Appliance {
       reload: async () => ({ reloaded: await this.reload() }),
       who: async () => ({ sessions: this.sessions.list().map((x) => ({ ...x, since: x.since.toISOString() })) }),
       kick: async ({ user, cidr }) => ({ kicked: this.sessions.kick(user, cidr) }),
+      'cert.status': async () => ({
+        certificates: this.acme ? this.acme.status() : [...this.config.pki.values()].map((p) => certStatusView(p, this.tls.info(p.name), undefined)),
+      }),
+      'cert.renew': async ({ name }, progress) => {
+        const acmePkis = [...this.config.pki.values()].filter((p) => p.acme).map((p) => p.name);
+        if (name !== undefined && !this.config.pki.has(name)) throw new ControlError('usage', `no pki ${name} in the config`);
+        if (name !== undefined && !acmePkis.includes(name)) throw new ControlError('usage', `pki ${name} does not use acme: its certificate is not renewed by the appliance`);
+        if (acmePkis.length === 0 || !this.acme) throw new ControlError('usage', 'no pki uses acme in the running config');
+        return { results: await this.acme.renew(name !== undefined ? [name] : acmePkis, progress) };
+      },
     };
   }
 
@@ -359,6 +381,7 @@ export class Appliance {
     this.sessions.closeAll('Server shutting down');
     await Promise.all(this.imapListeners.map((l) => l.close()));
     await Promise.all(this.listeners.map(closeListener));
+    await this.acme?.stop();
     await this.localRetry?.stop();
     await this.outbound?.stop();
     await new Promise<void>((resolve) => (this.control ? this.control.close(() => resolve()) : resolve()));

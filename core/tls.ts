@@ -11,7 +11,7 @@
  */
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { createSecureContext, type SecureContext } from 'node:tls';
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Config, PkiDecl } from './config/types.ts';
 import type { Logger } from './log.ts';
@@ -39,6 +39,8 @@ export interface CertificateInfo {
   readonly altNames: readonly string[];
   readonly issuer: string;
   readonly notAfter: Date;
+  readonly notBefore: Date;
+  readonly serialNumber: string;
   readonly fingerprint256: string;
 }
 
@@ -111,6 +113,8 @@ export function describeCertificate(name: string, pem: string, source: Certifica
     altNames,
     issuer: x.issuer.replace(/\n/g, ', '),
     notAfter: new Date(x.validTo),
+    notBefore: new Date(x.validFrom),
+    serialNumber: x.serialNumber,
     fingerprint256: x.fingerprint256,
   };
 }
@@ -125,8 +129,7 @@ const SELF_SIGNED_MIN_REMAINING_MS = 30 * 86_400_000;
  */
 export async function selfSignedPair(dataDir: string, pki: PkiDecl, log: Logger, now = new Date()): Promise<{ pair: KeyPair; generated: boolean }> {
   const dir = join(dataDir, 'tls');
-  const certPath = join(dir, `${safeName(pki.name)}.self-signed.crt`);
-  const keyPath = join(dir, `${safeName(pki.name)}.self-signed.key`);
+  const { cert: certPath, key: keyPath } = selfSignedPaths(dataDir, pki.name);
   try {
     const pair = { cert: readFileSync(certPath, 'utf8'), key: readFileSync(keyPath, 'utf8') };
     const x = new X509Certificate(pair.cert);
@@ -155,10 +158,39 @@ export async function selfSignedPair(dataDir: string, pki: PkiDecl, log: Logger,
   return { pair: { cert: pems.cert, key: pems.private }, generated: true };
 }
 
-function writeAtomic(path: string, data: string, mode: number): void {
+/** Written to a temp file in the same directory (with its final mode), fsync'd, then renamed over the target. */
+export function writeAtomic(path: string, data: string, mode: number): void {
   const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, data, { mode });
+  const fd = openSync(tmp, 'w', mode);
+  try {
+    writeFileSync(fd, data);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  chmodSync(tmp, mode);
   renameSync(tmp, path);
+}
+
+/** Where the self-signed certificate of a pki is kept. */
+export function selfSignedPaths(dataDir: string, name: string): { cert: string; key: string } {
+  const dir = join(dataDir, 'tls');
+  return { cert: join(dir, `${safeName(name)}.self-signed.crt`), key: join(dir, `${safeName(name)}.self-signed.key`) };
+}
+
+/**
+ * Where an ACME pki's certificate chain and key are kept: the pki's
+ * cert/key paths when the config names them, else DATA-DIR/acme/NAME.{crt,key}.
+ */
+export function acmeCertificatePaths(dataDir: string, pki: PkiDecl): { cert: string; key: string } {
+  if (pki.cert !== undefined && pki.key !== undefined) return { cert: pki.cert, key: pki.key };
+  const dir = join(dataDir, 'acme');
+  return { cert: join(dir, `${safeName(pki.name)}.crt`), key: join(dir, `${safeName(pki.name)}.key`) };
+}
+
+/** Seconds until the certificate's not-after (negative once expired): the number to alert on. */
+export function secondsLeft(info: CertificateInfo, now = Date.now()): number {
+  return Math.floor((info.notAfter.getTime() - now) / 1000);
 }
 
 function safeName(name: string): string {
@@ -172,16 +204,24 @@ function safeName(name: string): string {
  */
 export async function loadCertificates(config: Config, log: Logger, registry = new TlsRegistry()): Promise<TlsRegistry> {
   for (const pki of config.pki.values()) {
-    if (pki.cert !== undefined && pki.key !== undefined) {
+    const paths = pki.acme ? acmeCertificatePaths(config.dataDir, pki) : pki.cert !== undefined && pki.key !== undefined ? { cert: pki.cert, key: pki.key } : undefined;
+    if (paths) {
       let pair: KeyPair | undefined;
       try {
-        pair = { cert: readFileSync(pki.cert, 'utf8'), key: readFileSync(pki.key, 'utf8') };
+        pair = { cert: readFileSync(paths.cert, 'utf8'), key: readFileSync(paths.key, 'utf8') };
       } catch (err) {
-        if (!pki.acme) throw new Error(`pki ${pki.name}: cannot read ${(err as NodeJS.ErrnoException).path ?? pki.cert}: ${(err as Error).message}`);
+        if (!pki.acme) throw new Error(`pki ${pki.name}: cannot read ${(err as NodeJS.ErrnoException).path ?? paths.cert}: ${(err as Error).message}`);
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') log.error({ pki: pki.name, err: (err as Error).message }, 'stored ACME certificate unreadable');
       }
       if (pair) {
-        registry.install(pki.name, pair, pki.acme ? 'acme' : 'files');
-        continue;
+        try {
+          const info = registry.install(pki.name, pair, pki.acme ? 'acme' : 'files');
+          if (pki.acme) log.info({ pki: pki.name, notAfter: info.notAfter.toISOString(), secondsLeft: secondsLeft(info) }, `serving the stored ACME certificate for ${pki.name}`);
+          continue;
+        } catch (err) {
+          if (!pki.acme) throw err;
+          log.error({ pki: pki.name, err: (err as Error).message }, 'stored ACME certificate unusable; a new one will be requested');
+        }
       }
     }
     const { pair, generated } = await selfSignedPair(config.dataDir, pki, log);

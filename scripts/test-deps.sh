@@ -2,7 +2,8 @@
 # Installs the Debian packages the tests drive, when they are missing:
 # python3 (smtplib; its pty module drives the password prompt) and swaks
 # with its TLS modules, Dovecot's doveadm and Postfix (a private instance is
-# the interop peer; the package's own service is never started).
+# the interop peer; the package's own service is never started), pebble (the
+# ACME test CA the certificate tests issue from).
 # Run by `npm test` (pretest); needs root (or sudo) only when something is missing.
 set -euo pipefail
 need=()
@@ -11,6 +12,7 @@ command -v swaks >/dev/null || need+=(swaks)
 command -v doveadm >/dev/null || need+=(dovecot-core)   # reads our Maildirs back (Dovecot compatibility)
 [ -x /usr/sbin/postfix ] || need+=(postfix)              # a real MTA peer for outbound interop
 command -v mbsync >/dev/null || need+=(isync)            # IMAP client: mbsync pulls and syncs a large mailbox (test/imap)
+command -v pebble >/dev/null || need+=(pebble)           # Let's Encrypt's test CA: ACME issuance and renewal (test/acme)
 perl -MNet::SSLeay -MIO::Socket::SSL -e 1 2>/dev/null || need+=(libnet-ssleay-perl libio-socket-ssl-perl)
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "installing test dependencies: ${need[*]}" >&2

@@ -136,8 +136,8 @@ export class OutboundRunner {
     for await (const group of this.d.queue.claimDue(this.now(), (r) => r.transport === 'relay')) {
       jobs.push(...this.split(config, group.message, [...group.recipients]));
     }
-    const maxConcurrent = this.d.maxConcurrent ?? 20;
-    const maxPer = this.d.maxPerDestination ?? 4;
+    const maxConcurrent = this.d.maxConcurrent ?? config.queue.concurrency;
+    const maxPer = this.d.maxPerDestination ?? config.queue.destinationConcurrency;
     const pending = [...jobs];
     const inFlight = new Set<Promise<void>>();
     while (pending.length > 0 || inFlight.size > 0) {
@@ -382,7 +382,7 @@ export class OutboundRunner {
     const key = [address, target.port, opts.scheme, opts.requireTls, opts.rejectUnauthorized, job.action.host?.label ?? '', job.action.helo ?? config.hostname].join('|');
     const idle = allowReuse ? this.takeIdle(key) : undefined;
     // A new connection must not push the open ones (busy + idle) past the global limit: close idle ones on other routes first.
-    if (!idle) this.trimIdle((this.d.maxConcurrent ?? 20) - this.active);
+    if (!idle) this.trimIdle((this.d.maxConcurrent ?? config.queue.concurrency) - this.active);
     return new Promise((resolve) => {
       const t = this.d.timeouts ?? {};
       const conn =

@@ -6,6 +6,10 @@
  *   queue/m/ID            the envelope record (JSON): sender, recipients and
  *                         their delivery state, size, number of body chunks
  *   queue/b/ID/NNNNNN     the body, in chunks of CHUNK_SIZE bytes (binary)
+ *   queue/t/TIME!ID       the due index: one empty entry per message that has
+ *                         a recipient to try, TIME (16 digits, epoch ms) being
+ *                         the earliest next attempt among them
+ *   queue/x/due-index     "1" once the due index covers every message
  *
  * Invariants:
  * - An envelope and all its body chunks are written in ONE synced batch, so
@@ -20,6 +24,12 @@
  *   attempt is repeated at its next retry time.
  * - Changes to one message are serialised (read-modify-write under a per-id
  *   lock); changes to a message that is gone are no-ops (a concurrent remove).
+ * - The due index changes in the same batch as its envelope, so a pass over
+ *   what is due reads only due messages (not every envelope: a queue of
+ *   100,000 deferred messages costs nothing between their retries). Each due
+ *   envelope is still read and checked, so an index entry can only cause a
+ *   read, never a delivery by itself. A queue written before the index existed
+ *   is indexed once, before the first operation, from its envelopes.
  *
  * Ids are Postfix-style long queue ids: sortable by creation time and unique
  * (48-bit ms time + 40 random bits, monotonic within the process), 18
@@ -178,10 +188,26 @@ function openSublevels(store: Store) {
   return {
     messages: store.level.sublevel<string, string>(['queue', 'm'], { valueEncoding: 'utf8' }),
     bodies: store.level.sublevel<string, Buffer>(['queue', 'b'], { valueEncoding: 'buffer' }),
+    due: store.level.sublevel<string, string>(['queue', 't'], { valueEncoding: 'utf8' }),
+    marks: store.level.sublevel<string, string>(['queue', 'x'], { valueEncoding: 'utf8' }),
   };
 }
 type Sublevels = ReturnType<typeof openSublevels>;
-type Sublevel = Sublevels['messages'] | Sublevels['bodies'];
+type Sublevel = Sublevels['messages'] | Sublevels['bodies'] | Sublevels['due'] | Sublevels['marks'];
+
+const DUE_INDEX_MARK = 'due-index';
+const DUE_BATCH = 128;
+
+/** When the message next has something to try: the earliest next attempt of its active recipients. */
+function nextDue(rec: MessageRecord): number | undefined {
+  let t: number | undefined;
+  for (const r of rec.recipients) if (ACTIVE.has(r.state) && (t === undefined || r.nextAttempt < t)) t = r.nextAttempt;
+  return t;
+}
+
+function dueKey(time: number, id: string): string {
+  return `${String(Math.max(0, Math.floor(time))).padStart(16, '0')}!${id}`;
+}
 
 type Op =
   | { type: 'put'; key: string; value: string | Buffer; sublevel: Sublevel }
@@ -254,6 +280,9 @@ export class Queue {
   private readonly store: Store;
   private readonly messages: Sublevels['messages'];
   private readonly bodies: Sublevels['bodies'];
+  private readonly dueIndex: Sublevels['due'];
+  private readonly marks: Sublevels['marks'];
+  private indexed: Promise<void> | null = null;
   private readonly now: () => number;
   private readonly random: () => number;
   private readonly writer: GroupCommit<Op> | undefined;
@@ -263,9 +292,11 @@ export class Queue {
 
   private constructor(store: Store, opts: QueueOptions) {
     this.store = store;
-    const { messages, bodies } = openSublevels(store);
+    const { messages, bodies, due, marks } = openSublevels(store);
     this.messages = messages;
     this.bodies = bodies;
+    this.dueIndex = due;
+    this.marks = marks;
     this.now = opts.now ?? Date.now;
     this.random = opts.random ?? Math.random;
     this.writer = opts.groupCommit === false ? undefined : new GroupCommit<Op>((ops) => this.writeBatch(ops));
@@ -294,6 +325,7 @@ export class Queue {
       if (seen.has(r.address)) throw new TypeError(`recipient ${r.address} given twice`);
       seen.add(r.address);
     }
+    await this.ensureDueIndex();
     const chunks = await readChunks(msg.body);
     const size = chunks.reduce((n, c) => n + c.length, 0);
     this.checkOpen();
@@ -322,6 +354,7 @@ export class Queue {
     if (msg.meta) rec.meta = { ...msg.meta };
     const ops: Op[] = chunks.map((value, i) => ({ type: 'put', key: chunkKey(id, i), value, sublevel: this.bodies }));
     ops.push({ type: 'put', key: id, value: JSON.stringify(rec), sublevel: this.messages });
+    ops.push({ type: 'put', key: dueKey(created, id), value: '', sublevel: this.dueIndex });
     await this.commit(ops, size);
     return toMessage(rec);
   }
@@ -359,7 +392,7 @@ export class Queue {
     return Readable.from(chunks(), { objectMode: false });
   }
 
-  /** Every queued message, oldest first. */
+  /** Every queued message, oldest first (by id, i.e. by arrival). */
   async *list(): AsyncGenerator<QueuedMessage> {
     for await (const raw of this.messages.values()) yield toMessage(JSON.parse(raw) as MessageRecord);
   }
@@ -376,10 +409,26 @@ export class Queue {
    * Marks nothing: see `claim`.
    */
   async *due(now: number = this.now(), filter?: (r: QueuedRecipient, m: QueuedMessage) => boolean): AsyncGenerator<DueGroup> {
-    for await (const message of this.list()) {
-      const recipients = message.recipients.filter((r) => isDue(r, now) && (!filter || filter(r, message)));
-      if (recipients.length > 0) yield { message, recipients };
+    await this.ensureDueIndex();
+    // The iterator reads a snapshot of the index: entries that callers move while we go
+    // (claims push them into the future) are neither lost nor seen twice.
+    // Envelopes are fetched DUE_BATCH at a time (one getMany), not one random read each.
+    let ids: string[] = [];
+    const flush = async function* (this: Queue): AsyncGenerator<DueGroup> {
+      const raws = await this.messages.getMany(ids);
+      ids = [];
+      for (const raw of raws) {
+        if (raw === undefined) continue;
+        const message = toMessage(JSON.parse(raw) as MessageRecord);
+        const recipients = message.recipients.filter((r) => isDue(r, now) && (!filter || filter(r, message)));
+        if (recipients.length > 0) yield { message, recipients };
+      }
+    };
+    for await (const key of this.dueIndex.keys({ lt: dueKey(now + 1, '') })) {
+      ids.push(key.slice(key.indexOf('!') + 1));
+      if (ids.length >= DUE_BATCH) yield* flush.call(this);
     }
+    if (ids.length > 0) yield* flush.call(this);
   }
 
   /**
@@ -472,6 +521,7 @@ export class Queue {
 
   /** Deletes the message and its body, without a bounce (`smtpctl remove`). False if there is no such message. */
   async remove(id: string): Promise<boolean> {
+    await this.ensureDueIndex();
     return this.withLock(id, async () => {
       const rec = await this.record(id);
       if (!rec) return false;
@@ -500,6 +550,8 @@ export class Queue {
 
   private deleteOps(rec: MessageRecord): Op[] {
     const ops: Op[] = [{ type: 'del', key: rec.id, sublevel: this.messages }];
+    const due = nextDue(rec);
+    if (due !== undefined) ops.push({ type: 'del', key: dueKey(due, rec.id), sublevel: this.dueIndex });
     for (let i = 0; i < rec.chunks; i++) ops.push({ type: 'del', key: chunkKey(rec.id, i), sublevel: this.bodies });
     return ops;
   }
@@ -523,16 +575,51 @@ export class Queue {
    */
   private async modify<T>(id: string, f: (rec: MessageRecord) => { write: boolean; result: T }): Promise<T | undefined> {
     this.checkOpen();
+    await this.ensureDueIndex();
     return this.withLock(id, async () => {
       const rec = await this.record(id);
       if (!rec) return undefined;
+      const dueBefore = nextDue(rec);
       const { write, result } = f(rec);
       if (write) {
         const done = rec.recipients.every((r) => FINAL.has(r.state));
-        await this.commit(done ? this.deleteOps(rec) : [{ type: 'put', key: id, value: JSON.stringify(rec), sublevel: this.messages }]);
+        const ops: Op[] = [];
+        if (dueBefore !== undefined) ops.push({ type: 'del', key: dueKey(dueBefore, id), sublevel: this.dueIndex });
+        if (done) {
+          ops.push(...this.deleteOps({ ...rec, recipients: [] }));
+        } else {
+          ops.push({ type: 'put', key: id, value: JSON.stringify(rec), sublevel: this.messages });
+          const dueAfter = nextDue(rec);
+          if (dueAfter !== undefined) ops.push({ type: 'put', key: dueKey(dueAfter, id), value: '', sublevel: this.dueIndex });
+        }
+        await this.commit(ops);
       }
       return result;
     });
+  }
+
+  /**
+   * Builds the due index of a queue written before it existed (or whose build
+   * was interrupted): every envelope read once, the entries and the mark in
+   * one synced batch. Every operation waits for it, so nothing races it.
+   */
+  private ensureDueIndex(): Promise<void> {
+    this.indexed ??= (async () => {
+      if ((await this.marks.get(DUE_INDEX_MARK)) === '1') return;
+      const ops: Op[] = [];
+      for await (const key of this.dueIndex.keys()) ops.push({ type: 'del', key, sublevel: this.dueIndex });
+      for await (const raw of this.messages.values()) {
+        const rec = JSON.parse(raw) as MessageRecord;
+        const due = nextDue(rec);
+        if (due !== undefined) ops.push({ type: 'put', key: dueKey(due, rec.id), value: '', sublevel: this.dueIndex });
+      }
+      ops.push({ type: 'put', key: DUE_INDEX_MARK, value: '1', sublevel: this.marks });
+      await this.writeBatch(ops);
+    })().catch((err: unknown) => {
+      this.indexed = null; // try again with the next operation
+      throw err;
+    });
+    return this.indexed;
   }
 
   private async withLock<T>(id: string, fn: () => Promise<T>): Promise<T> {

@@ -7,6 +7,8 @@
  */
 
 import type { QueuedMessage } from '../../store/queue.ts';
+import type { CertStatusView } from '../../acme/status.ts';
+import type { RenewResult } from '../../acme/manager.ts';
 
 /** Requests (what the server reads) are small. */
 export const MAX_LINE_BYTES = 1024 * 1024;
@@ -40,6 +42,8 @@ export interface ControlMethods {
   'queue.hold': { params: { id: string }; result: { done: boolean } };
   'queue.release': { params: { id: string }; result: { done: boolean } };
   reload: { params: Record<string, never>; result: { reloaded: boolean } };
+  'cert.status': { params: Record<string, never>; result: { certificates: CertStatusView[] } };
+  'cert.renew': { params: { name?: string }; result: { results: RenewResult[] } };
   who: { params: Record<string, never>; result: { sessions: SessionView[] } };
   kick: { params: { user: string; cidr?: string }; result: { kicked: number } };
 }

@@ -12,6 +12,10 @@ export const defaults = {
   dataDir: '/var/lib/appliance',
   user: 'appliance',
   queueTtl: 4 * 86_400_000,
+  /** Outbound SMTP connections in all (Postfix: default_process_limit 100; small machines want fewer). */
+  queueConcurrency: 20,
+  /** Per destination (domain or relay host): Postfix's initial_destination_concurrency. */
+  queueDestinationConcurrency: 5,
   warnInterval: 4 * 3_600_000,
   maxMessageSize: 35 * 1024 * 1024,
   subAddrDelim: '+',
@@ -74,7 +78,11 @@ export function buildConfig(d: Draft, files: readonly string[]): { config: Confi
       ...(d.acme.challenge ? { challenge: d.acme.challenge } : {}),
       ...(d.acme.ca ? { ca: d.acme.ca } : {}),
     },
-    queue: { ttl: d.queueTtl ?? defaults.queueTtl },
+    queue: {
+      ttl: d.queueTtl ?? defaults.queueTtl,
+      concurrency: d.queueConcurrency ?? defaults.queueConcurrency,
+      destinationConcurrency: Math.min(d.queueDestinationConcurrency ?? defaults.queueDestinationConcurrency, d.queueConcurrency ?? defaults.queueConcurrency),
+    },
     bounce: { warnIntervals: d.warnIntervals ?? [defaults.warnInterval] },
     smtp: {
       subAddrDelim: d.smtp.subAddrDelim ?? defaults.subAddrDelim,

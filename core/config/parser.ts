@@ -57,6 +57,8 @@ export interface Draft {
   imapLimits: { connectionsPerUserIp?: number; maxLiteralSize?: number; idleTimeout?: number };
   acme: { contact?: string; directory?: string; challenge?: HostPort; ca?: string };
   queueTtl?: number;
+  queueConcurrency?: number;
+  queueDestinationConcurrency?: number;
   warnIntervals?: number[];
   smtp: {
     maxMessageSize?: number;
@@ -156,8 +158,10 @@ function parseStatement(cur: Cursor, d: Draft): void {
     case 'acme':
       return parseAcme(cur, d);
     case 'queue': {
-      cur.keyword(['ttl'] as const, 'queue option');
-      d.queueTtl = delayValue(cur, 'queue ttl');
+      const o = cur.keyword(['ttl', 'concurrency', 'destination-concurrency'] as const, 'queue option');
+      if (o.value === 'ttl') d.queueTtl = delayValue(cur, 'queue ttl');
+      else if (o.value === 'concurrency') d.queueConcurrency = cur.integer('concurrency', 1, 10_000).value;
+      else d.queueDestinationConcurrency = cur.integer('destination-concurrency', 1, 10_000).value;
       cur.end();
       return;
     }

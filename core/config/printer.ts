@@ -70,6 +70,8 @@ export function printConfig(config: Config): string {
   section('outbound and limits', [
     ...(config.resolver ? [`resolver ${printHostPort(config.resolver.host, config.resolver.port)}`] : []),
     `queue ttl ${formatDelay(config.queue.ttl)}`,
+    `queue concurrency ${config.queue.concurrency}`,
+    `queue destination-concurrency ${config.queue.destinationConcurrency}`,
     `bounce warn-interval ${config.bounce.warnIntervals.map(formatDelay).join(', ')}`,
     `smtp max-message-size ${formatSize(lim.maxMessageSize)}`,
     `smtp sub-addr-delim ${quote(config.smtp.subAddrDelim)}`,

@@ -213,7 +213,13 @@ export interface Config {
     readonly challenge?: HostPort;
     readonly ca?: string;
   };
-  readonly queue: { readonly ttl: number };
+  readonly queue: {
+    readonly ttl: number;
+    /** Outbound SMTP connections open at once, in all. */
+    readonly concurrency: number;
+    /** … to one destination (a domain's MX hosts, or a relay host). */
+    readonly destinationConcurrency: number;
+  };
   readonly bounce: { readonly warnIntervals: readonly number[] };
   readonly smtp: { readonly subAddrDelim: string; readonly limits: SmtpLimits };
   readonly dkim: readonly DkimSign[];

@@ -29,8 +29,9 @@ export * from './errors.ts';
 export { decodeModifiedUtf7, encodeModifiedUtf7, parseMailboxName } from './names.ts';
 export { LockTimeoutError } from './dotlock.ts';
 
-/** How many mailboxes nobody has open stay loaded (memory: about 600 bytes a message each). */
+/** How many mailboxes nobody has open stay loaded, and how many messages they may hold together (≈ 600 bytes each). */
 const IDLE_STATES = 8;
+const IDLE_MESSAGES = 200_000;
 
 export interface MailStoreOptions {
   /** The appliance's LevelDB; without it the index lives in memory (tests, one-off CLI use). */
@@ -77,9 +78,12 @@ export function openMailStoreService(opts: MailStoreOptions): MailStoreServiceIm
       // Kept a while (STATUS/LIST-STATUS, APPEND/COPY targets, re-SELECT) — every use re-syncs it first.
       idle.delete(state.dir);
       idle.set(state.dir, state);
+      let kept = 0;
+      for (const s of idle.values()) kept += s.entries.size;
       for (const [dir, s] of idle) {
-        if (idle.size <= IDLE_STATES) break;
+        if (idle.size <= IDLE_STATES && kept <= IDLE_MESSAGES) break;
         idle.delete(dir);
+        kept -= s.entries.size;
         if (s.refs <= 0 && states.get(dir) === s) states.delete(dir);
       }
     },
@@ -119,7 +123,13 @@ export function openMailStoreService(opts: MailStoreOptions): MailStoreServiceIm
       } catch {
         return;
       }
-      states.get(dir)?.notify();
+      const state = states.get(dir);
+      if (!state) return;
+      state.notify();
+      // Kept loaded with nobody looking: index the new message now, while its file is in the page cache.
+      if (state.refs <= 0) {
+        state.refresh().catch((err: unknown) => opts.log.warn({ err, dir }, 'indexing a delivered message failed; the next session will'));
+      }
     },
     async close(): Promise<void> {
       // Wait for writes in flight; views hold no OS resources between calls.

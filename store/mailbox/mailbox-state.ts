@@ -344,12 +344,22 @@ export class MailboxState {
     const summaries: { uid: number; base: string; summary: MessageSummary }[] = [];
     await forEachLimit(toAnalyze, 4, async (a) => {
       const path = join(this.dir, a.sub, a.name);
+      // Not a message we can read (a directory, no permission…): skipped, said once; gone meanwhile: the next scan.
+      const unreadable = (err: unknown): void => {
+        if ((err as { code?: string }).code === 'ENOENT' || this.unreadable.has(a.base)) return;
+        if (this.unreadable.size < 10_000) this.unreadable.add(a.base);
+        this.ctx.log.warn({ err, file: path }, 'a file in the Maildir is not a readable message; skipped');
+      };
       let st;
       try {
         st = await fsp.stat(path);
       } catch (err) {
-        if ((err as { code?: string }).code === 'ENOENT') return; // gone or renamed meanwhile: next scan
-        throw err;
+        unreadable(err);
+        return;
+      }
+      if (!st.isFile()) {
+        unreadable(Object.assign(new Error('not a regular file'), { code: 'EISDIR' }));
+        return;
       }
       const parsed = parseFileName(a.name);
       let vsize: number;
@@ -362,8 +372,8 @@ export class MailboxState {
         try {
           r = await this.analyze(path);
         } catch (err) {
-          if ((err as { code?: string }).code === 'ENOENT') return;
-          throw err;
+          unreadable(err);
+          return;
         }
         vsize = r.size;
         bareLf = r.bareLf;
@@ -406,6 +416,9 @@ export class MailboxState {
       }
     }
   }
+
+  /** Base names of files that are not readable messages (warned about once). */
+  private readonly unreadable = new Set<string>();
 
   /** UIDs seen expunged in this process (bounded: a reappearing file of an older one is rare). */
   private readonly expunged = new Set<number>();
@@ -756,8 +769,8 @@ export class MailboxState {
       this.noteExpunged(uid);
       gone.add(uid);
     });
-    // In the order asked (ascending for the IMAP layer's EXPUNGE responses), whatever was removed before a failure included.
-    const removed = uids.filter((u) => gone.has(u));
+    // Ascending, whatever was removed before a failure included.
+    const removed = uids.filter((u) => gone.has(u)).sort((a, b) => a - b);
     if (failure !== undefined && removed.length === 0) throw failure;
     if (failure !== undefined) this.ctx.log.error({ err: failure, dir: this.dir }, 'expunge stopped by a file system error');
     if (removed.length > 0) {

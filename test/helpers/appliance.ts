@@ -63,9 +63,10 @@ export const USERS: readonly TestUser[] = [
 /**
  * A config like the SPEC's, on loopback: MX (tls, tag MX), submission
  * (tls-require + auth + senders), smtps (auth), users in an inline table,
- * aliases in a file. `extra` is appended; `replace` rewrites the whole rules part.
+ * aliases in a file. `extra` is appended; `replace` rewrites the whole rules part;
+ * `pki` replaces the pki line (the listeners use pki mail.example.test).
  */
-export async function writeConfig(dir: string, opts: { extra?: string; rules?: string; aliases?: string; maxSize?: string; resolver?: string } = {}): Promise<{ path: string; ports: Ports; dataDir: string }> {
+export async function writeConfig(dir: string, opts: { extra?: string; rules?: string; aliases?: string; maxSize?: string; resolver?: string; pki?: string } = {}): Promise<{ path: string; ports: Ports; dataDir: string }> {
   const ports = { mx: await freePort(), submission: await freePort(), smtps: await freePort() };
   const dataDir = join(dir, 'data');
   const hashes = await Promise.all(USERS.map((u) => hashPassword(u.password, 'bcrypt')));
@@ -79,7 +80,7 @@ match from any for any reject`;
   const text = `hostname mail.example.test
 data-dir "${dataDir}"
 user ${userInfo().username}
-pki mail.example.test self-signed
+${opts.pki ?? 'pki mail.example.test self-signed'}
 table domains { example.test }
 table users { ${users} }
 table aliases file:${join(dir, 'aliases')}

@@ -143,8 +143,8 @@ export class RawSmtp {
     return this.cmd(`EHLO ${name}`);
   }
 
-  /** STARTTLS then a new EHLO; returns the EHLO reply after the handshake. */
-  async starttls(name = 'client.example.net'): Promise<Reply> {
+  /** STARTTLS then a new EHLO; returns the EHLO reply after the handshake. With `ca`, the server's certificate must verify against it. */
+  async starttls(name = 'client.example.net', verify?: { ca: string; servername?: string }): Promise<Reply> {
     const r = await this.cmd('STARTTLS');
     if (r.code !== 220) throw new Error(`STARTTLS refused: ${r.last}`);
     const plain = this.socket;
@@ -153,7 +153,10 @@ export class RawSmtp {
     plain.removeAllListeners('close');
     plain.removeAllListeners('error');
     this.socket = await new Promise<TLSSocket>((resolve, reject) => {
-      const s = tlsConnect({ socket: plain, rejectUnauthorized: false, servername: 'mail.example.test' }, () => resolve(s));
+      const s = tlsConnect(
+        { socket: plain, servername: verify?.servername ?? 'mail.example.test', ...(verify ? { ca: verify.ca, rejectUnauthorized: true } : { rejectUnauthorized: false }) },
+        () => resolve(s),
+      );
       s.once('error', reject);
     });
     this.attach(this.socket);
@@ -162,6 +165,11 @@ export class RawSmtp {
 
   async authPlain(user: string, password: string, timeoutMs = 10_000): Promise<Reply> {
     return this.cmd(`AUTH PLAIN ${Buffer.from(`\0${user}\0${password}`).toString('base64')}`, timeoutMs);
+  }
+
+  /** The server's certificate once TLS is up (undefined on a plain connection). */
+  peerCertificate(): import('node:tls').PeerCertificate | undefined {
+    return 'getPeerCertificate' in this.socket ? this.socket.getPeerCertificate() : undefined;
   }
 
   get isClosed(): boolean {

@@ -4,7 +4,9 @@
  * deliveries waking listeners, files changed by hand noticed by sync, the
  * index deleted and rebuilt with the same UIDs, CRLF normalisation.
  */
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import t from 'tap';
@@ -443,5 +445,52 @@ t.test('structure parsed ahead on a cold index; files that vanish meanwhile fail
   t.equal(svc.counters.bodyReads, reads);
   await t.rejects(v.summary(3), MessageGoneError);
   for (let uid = 6; uid <= 20; uid++) t.equal((await v.summary(uid)).envelope.subject, `s${uid - 1}`);
+  await v.close();
+});
+
+t.test('a dovecot-uidlist.lock left by a crashed process does not stop APPEND or a new message from getting its UID', async (t) => {
+  const root = join(t.testdir(), 'u');
+  const store = openMailStoreService({ log, hostname: 'h' }).forRoot(root);
+  await store.append('INBOX', { content: msg('before') });
+  const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']).stdout.toString();
+  writeFileSync(join(root, 'dovecot-uidlist.lock'), `${dead}:${hostname()}`);
+  t.equal((await store.append('INBOX', { content: msg('after') })).uid, 2);
+  t.notOk(existsSync(join(root, 'dovecot-uidlist.lock')), 'the stale lock is gone and ours released');
+  writeFileSync(join(root, 'dovecot-uidlist.lock'), `${dead}:${hostname()}`);
+  await deliver(root, msg('delivered'));
+  const v = await store.open('INBOX', { readOnly: true });
+  t.same(v.messages.map((m) => m.uid), [1, 2, 3]);
+  await v.close();
+});
+
+t.test('a directory or an unreadable entry among the messages is skipped, not fatal', async (t) => {
+  const root = join(t.testdir(), 'u');
+  const store = openMailStoreService({ log, hostname: 'h' }).forRoot(root);
+  await store.append('INBOX', { content: msg('ok') });
+  mkdirSync(join(root, 'cur', '1700000000.M1P1.dir:2,S'));
+  mkdirSync(join(root, 'new', '1700000001.M1P1.dir'));
+  const v = await store.open('INBOX', { readOnly: false });
+  t.same(v.messages.map((m) => m.uid), [1]);
+  await store.append('INBOX', { content: msg('still fine') });
+  t.same((await v.sync()).added.map((m) => m.uid), [4]);
+  await v.close();
+});
+
+t.test('a delivery into a mailbox kept loaded is indexed at once, not at the next SELECT', async (t) => {
+  const root = join(t.testdir(), 'u');
+  const svc = openMailStoreService({ log, hostname: 'h' });
+  const store = svc.forRoot(root);
+  await store.append('INBOX', { content: msg('first') });
+  await (await store.open('INBOX', { readOnly: false })).close();
+  const before = svc.counters.bodyReads;
+  await deliver(root, msg('delivered'));
+  svc.delivered(root);
+  for (let i = 0; i < 200 && svc.counters.bodyReads === before; i++) await new Promise((r) => setTimeout(r, 10));
+  t.equal(svc.counters.bodyReads, before + 1, 'read once, at delivery');
+  const v = await store.open('INBOX', { readOnly: false });
+  t.same(v.messages.map((m) => m.uid), [1, 2]);
+  t.ok(v.recentUids.has(2), 'still \\Recent for the first session');
+  t.equal((await v.summary(2)).envelope.subject, 'delivered');
+  t.equal(svc.counters.bodyReads, before + 1, 'nothing read again');
   await v.close();
 });

@@ -2,7 +2,7 @@
 import t from 'tap';
 import { brief, CONF, parse, parseErrors, parseOk, strip } from './helpers.ts';
 import { formatDelay, formatSize, parseDelay, parseSize } from '../../../core/config/cursor.ts';
-import { formatDiagnostic } from '../../../core/config/index.ts';
+import { formatDiagnostic, parseConfigText } from '../../../core/config/index.ts';
 import { defaults } from '../../../core/config/build.ts';
 
 /** A valid, minimal config around the given lines (a used table, a rule). */
@@ -151,6 +151,17 @@ t.test('delays s/m/h/d', async (t) => {
   t.equal(parseOk(base('expire 3d')).config.queue.ttl, 3 * 86_400_000, 'legacy "expire"');
   for (const bad of ['4x', '1.5s', 'h', '-1s', '']) t.equal(parseDelay(bad), null, `parseDelay(${JSON.stringify(bad)})`);
   t.same(['4d', '4h', '90m', '90s'].map((s) => formatDelay(parseDelay(s)!)), ['4d', '4h', '90m', '90s']);
+});
+
+t.test('outbound concurrency', async (t) => {
+  const d = parseOk(base('')).config.queue;
+  t.same([d.concurrency, d.destinationConcurrency], [20, 5], 'defaults');
+  const c = parseOk(base('queue concurrency 50\nqueue destination-concurrency 20')).config.queue;
+  t.same([c.concurrency, c.destinationConcurrency], [50, 20]);
+  t.equal(parseOk(base('queue concurrency 3')).config.queue.destinationConcurrency, 3, 'never above the total');
+  for (const bad of ['queue concurrency 0', 'queue destination-concurrency many', 'queue concurrency']) {
+    t.notOk(parseConfigText(base(bad)).ok, bad);
+  }
 });
 
 t.test('match: defaults, negation, anonymous tables', async (t) => {
