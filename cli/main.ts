@@ -20,9 +20,11 @@ const mainHelp = `usage: appliance <command> [options]      (every command takes
   reload    make the running appliance re-read its config
   dkim      make a DKIM key (dkim keygen <domain>) and print its DNS record
   cert      certificates: status [--json], renew [NAME] (ACME)
+  who       list the logged-in IMAP and submission sessions
+  kick      close a user's sessions (kick <user> [cidr])
 
 The config is -c PATH, else $APPLIANCE_CONFIG, else /etc/appliance/appliance.conf.
-Commands still to come: queue flush/remove/hold/release, who, kick.`;
+Commands still to come: queue flush/remove/hold/release.`;
 
 /** Each verb is loaded only when it runs: a short command should not pay for the whole server. */
 const commands: Record<string, () => Promise<{ run: (args: string[]) => Promise<number>; help: string }>> = {
@@ -34,6 +36,8 @@ const commands: Record<string, () => Promise<{ run: (args: string[]) => Promise<
   reload: async () => import('./commands/reload.ts').then((m) => ({ run: m.reloadCommand, help: m.reloadHelp })),
   dkim: async () => import('./commands/dkim.ts').then((m) => ({ run: m.dkimCommand, help: m.dkimHelp })),
   cert: async () => import('./commands/cert.ts').then((m) => ({ run: m.certCommand, help: m.certHelp })),
+  who: async () => import('./commands/who.ts').then((m) => ({ run: m.whoCommand, help: m.whoHelp })),
+  kick: async () => import('./commands/who.ts').then((m) => ({ run: m.kickCommand, help: m.kickHelp })),
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -1,7 +1,7 @@
 /**
  * The running appliance: the one place that wires real implementations
  * together — config, certificates, store, queue, tables, SMTP listeners,
- * local retry, control socket.
+ * local retry, IMAP listeners and the mailbox store, control socket.
  *
  * Start order: certificates are read and ports bound while still root, then
  * privileges are dropped, then the database is opened; sessions arriving in
@@ -40,6 +40,12 @@ import { CommandError } from './usage.ts';
 import { chownDataDir, dropPrivileges, runAsUser } from './privileges.ts';
 import { addEntry, delEntry, listTable, lookupEntry } from './table-admin.ts';
 import { version } from './version.ts';
+import { locateMaildir } from '../core/mail-location.ts';
+import { startImapListener, type ImapListener } from '../imap/server.ts';
+import type { ImapRuntime } from '../imap/session.ts';
+import { SessionRegistry } from '../core/sessions.ts';
+import { openMailStoreService } from '../store/mailbox/index.ts';
+import type { MailStoreService } from '../store/mailbox/types.ts';
 import type { AcmeManager } from '../acme/manager.ts';
 import { certStatusView } from '../acme/status.ts';
 import { ControlError } from './control/protocol.ts';
@@ -55,6 +61,9 @@ export class Appliance {
   private dkim: DkimSigner | undefined;
   private control: Server | null = null;
   private listeners: BoundListener[] = [];
+  private imapListeners: ImapListener[] = [];
+  private mail: MailStoreService | null = null;
+  readonly sessions = new SessionRegistry();
   private acme: AcmeManager | null = null;
   private ready = false;
   private stopping = false;
@@ -102,17 +111,18 @@ export class Appliance {
     app.acme = acme;
     try {
       for (const decl of config.listeners) await app.bind(decl);
-      if (config.imap.listeners.length > 0) {
-        log.warn({ listeners: config.imap.listeners.length }, 'IMAP listeners are configured but IMAP is not served by this version yet');
-      }
+      for (const decl of config.imap.listeners) await app.bindImap(decl);
       if (user) {
         dropPrivileges(user);
         log.info({ user: user.name, uid: user.uid }, 'dropped privileges');
       }
       app.store = await Store.open(config.dataDir);
       app.queue = Queue.open(app.store);
+      app.mail = openMailStoreService({ store: app.store, log: log.child({ component: 'mailstore' }), hostname: config.hostname });
+      // After each local delivery, open IMAP views of that Maildir learn of it at once (IDLE).
+      const delivered = (maildir: string) => app.mail?.delivered(maildir);
       app.currentTables = openTables(config, app.tableDeps());
-      const commit = new MaildirFirstCommit({ dataDir: config.dataDir, queue: app.queue, hostname: () => app.config.hostname });
+      const commit = new MaildirFirstCommit({ dataDir: config.dataDir, queue: app.queue, hostname: () => app.config.hostname, onDelivered: delivered });
       app.inbound = {
         // Queued relay mail goes out at once, not at the next timer tick.
         commit: async (req) => {
@@ -127,6 +137,7 @@ export class Appliance {
         hostname: () => app.config.hostname,
         ttl: () => app.config.queue.ttl,
         log: log.child({ component: 'local-retry' }),
+        onDelivered: delivered,
       });
       app.localRetry.start();
       app.dkim = config.dkim.length > 0 ? await DkimSigner.load(config, app.currentTables, log.child({ component: 'dkim' })) : undefined;
@@ -164,12 +175,42 @@ export class Appliance {
       shuttingDown: () => !app.ready || app.stopping,
       sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
       tls: app.tls,
+      sessions: app.sessions,
     };
   }
 
   private async bind(decl: ListenerDecl): Promise<void> {
     for (const address of bindAddresses(decl)) {
       this.listeners.push(await startSmtpListener(decl, address, this.listenerDeps()));
+    }
+  }
+
+  /** The listening IMAP sockets, for tests and logs. */
+  get imapBound(): readonly { address: string; port: number; decl: ListenerDecl }[] {
+    return this.imapListeners;
+  }
+
+  private imapRuntime(): ImapRuntime {
+    const app = this;
+    return {
+      config: () => app.currentConfig,
+      tables: () => app.currentTables!,
+      log: app.log,
+      authFailures: app.authFailures,
+      tls: app.tls,
+      get mail(): MailStoreService {
+        return app.mail!;
+      },
+      sessions: app.sessions,
+      locateMaildir: (username) => locateMaildir(app.currentConfig, app.currentTables!, username),
+      shuttingDown: () => !app.ready || app.stopping,
+      sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+    };
+  }
+
+  private async bindImap(decl: ListenerDecl): Promise<void> {
+    for (const address of bindAddresses(decl)) {
+      this.imapListeners.push(await startImapListener(decl, address, this.imapRuntime()));
     }
   }
 
@@ -219,6 +260,8 @@ export class Appliance {
       'queue.hold': async ({ id }) => ({ done: await this.queue!.hold(id) }),
       'queue.release': async ({ id }) => ({ done: await this.queue!.release(id) }),
       reload: async () => ({ reloaded: await this.reload() }),
+      who: async () => ({ sessions: this.sessions.list().map((x) => ({ ...x, since: x.since.toISOString() })) }),
+      kick: async ({ user, cidr }) => ({ kicked: this.sessions.kick(user, cidr) }),
       'cert.status': async () => ({
         certificates: this.acme ? this.acme.status() : [...this.config.pki.values()].map((p) => certStatusView(p, this.tls.info(p.name), undefined)),
       }),
@@ -282,6 +325,7 @@ export class Appliance {
     this.dkim = dkim;
     await oldTables?.close();
     await this.reconcileListeners(next);
+    await this.reconcileImapListeners(next);
     this.log.info({ files: next.files }, 'config reloaded');
     return true;
   }
@@ -310,15 +354,39 @@ export class Appliance {
     }
   }
 
+  /** The same for `imap listen on` lines. */
+  private async reconcileImapListeners(next: Config): Promise<void> {
+    const keyOf = (d: ListenerDecl) => printListener(d, (t) => t.name);
+    const wanted = new Map(next.imap.listeners.map((d) => [keyOf(d), d]));
+    const keep: ImapListener[] = [];
+    for (const l of this.imapListeners) {
+      if (wanted.has(keyOf(l.decl))) keep.push(l);
+      else await l.close();
+    }
+    const have = new Set(keep.map((l) => keyOf(l.decl)));
+    this.imapListeners = keep;
+    for (const [key, decl] of wanted) {
+      if (have.has(key)) continue;
+      try {
+        await this.bindImap(decl);
+      } catch (err) {
+        this.log.error({ err: (err as Error).message }, 'reload: a new IMAP listener could not be opened');
+      }
+    }
+  }
+
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    this.sessions.closeAll('Server shutting down');
+    await Promise.all(this.imapListeners.map((l) => l.close()));
     await Promise.all(this.listeners.map(closeListener));
     await this.acme?.stop();
     await this.localRetry?.stop();
     await this.outbound?.stop();
     await new Promise<void>((resolve) => (this.control ? this.control.close(() => resolve()) : resolve()));
     await this.currentTables?.close();
+    await this.mail?.close();
     await this.store?.close();
   }
 }

@@ -11,6 +11,7 @@ command -v python3 >/dev/null || need+=(python3)
 command -v swaks >/dev/null || need+=(swaks)
 command -v doveadm >/dev/null || need+=(dovecot-core)   # reads our Maildirs back (Dovecot compatibility)
 [ -x /usr/sbin/postfix ] || need+=(postfix)              # a real MTA peer for outbound interop
+command -v mbsync >/dev/null || need+=(isync)            # IMAP client: mbsync pulls and syncs a large mailbox (test/imap)
 command -v pebble >/dev/null || need+=(pebble)           # Let's Encrypt's test CA: ACME issuance and renewal (test/acme)
 perl -MNet::SSLeay -MIO::Socket::SSL -e 1 2>/dev/null || need+=(libnet-ssleay-perl libio-socket-ssl-perl)
 [ ${#need[@]} -eq 0 ] && exit 0

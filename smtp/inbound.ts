@@ -48,12 +48,15 @@ export class MaildirFirstCommit implements InboundCommit {
   private readonly spoolDir: string;
   private readonly queue: Queue;
   private readonly hostname: () => string;
+  private readonly onDelivered: ((maildir: string) => void) | undefined;
 
-  constructor(opts: { dataDir: string; queue: Queue; hostname: () => string }) {
+  /** `onDelivered` is told each Maildir written (after its commit), so IDLE sessions learn of new mail at once. */
+  constructor(opts: { dataDir: string; queue: Queue; hostname: () => string; onDelivered?: (maildir: string) => void }) {
     this.spoolDir = join(opts.dataDir, 'spool');
     mkdirSync(this.spoolDir, { recursive: true, mode: 0o700 });
     this.queue = opts.queue;
     this.hostname = opts.hostname;
+    this.onDelivered = opts.onDelivered;
   }
 
   async commit(req: CommitRequest): Promise<CommitResult> {
@@ -98,6 +101,7 @@ export class MaildirFirstCommit implements InboundCommit {
     if (mailboxes.size > 0) {
       const result = await deliverToMaildirs(spool, [...mailboxes.values()].map((m) => m.target), { hostname: this.hostname() });
       delivered = result.delivered.length;
+      for (const d of result.delivered) this.onDelivered?.(d.path);
       for (const f of result.failed) {
         const m = mailboxes.get(f.target.path)!;
         req.log.warn({ id: req.id, mailbox: f.target.path, err: f.error.message, temporary: f.error.temporary }, 'local delivery failed; queued for retry');

@@ -105,6 +105,10 @@ export async function startSmtpListener(decl: ListenerDecl, address: string, dep
     onClose: (session) => policy.onClose(session),
   };
   const server = new SMTPServer(options);
+  // `appliance kick`: smtp-server's connection ids are its session ids.
+  policy.attachCloser((id) => {
+    for (const c of server.connections as Set<{ id: string; close(): void }>) if (c.id === id) c.close();
+  });
   server.on('error', (err: Error) => log.warn({ err: err.message }, 'smtp connection error'));
   if (decl.pki) {
     const pki = decl.pki;

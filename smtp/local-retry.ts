@@ -21,6 +21,8 @@ export interface LocalRetryOptions {
   readonly log: Logger;
   readonly intervalMs?: number;
   readonly now?: () => number;
+  /** Told each Maildir written, after its commit (IDLE sessions). */
+  readonly onDelivered?: (maildir: string) => void;
 }
 
 export class LocalRetry {
@@ -64,6 +66,7 @@ export class LocalRetry {
         const result = await deliverToMaildirs(spool, targets, { hostname: this.o.hostname() });
         const changes: RecipientChange[] = [];
         for (const d of result.delivered) {
+          this.o.onDelivered?.(d.path);
           const r = recipients.find((x) => x.route === d.path);
           if (r) changes.push({ address: r.address, state: 'delivered' });
         }

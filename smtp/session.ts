@@ -20,6 +20,7 @@ import type { Config, ListenerDecl } from '../core/config/types.ts';
 import type { Logger } from '../core/log.ts';
 import { resolveRecipient, type Destination } from '../core/recipient.ts';
 import type { SessionFacts } from '../core/rules.ts';
+import type { SessionRegistry } from '../core/sessions.ts';
 import type { TableSet } from '../core/tables/registry.ts';
 import type { InboundCommit } from './inbound.ts';
 import { FromRewriter } from './masquerade.ts';
@@ -38,6 +39,8 @@ export interface SessionRuntime {
   shuttingDown(): boolean;
   /** Waits `ms` (injectable for tests). */
   sleep(ms: number): Promise<void>;
+  /** Where authenticated sessions are listed for `appliance who` / `kick`. */
+  readonly sessions?: SessionRegistry;
 }
 
 export interface AcceptedRecipient {
@@ -53,6 +56,9 @@ interface SessionState {
   messages: number;
   authUser?: string;
   counted: boolean;
+  readonly since: Date;
+  /** Removes the session from the registry (set once authenticated). */
+  untrack?: () => void;
 }
 
 type Callback = (err?: Error | null) => void;
@@ -61,6 +67,7 @@ export class SmtpSessionPolicy {
   private readonly listener: ListenerDecl;
   private readonly rt: SessionRuntime;
   private readonly states = new Map<string, SessionState>();
+  private closeConnection: ((id: string) => void) | null = null;
 
   constructor(listener: ListenerDecl, rt: SessionRuntime) {
     this.listener = listener;
@@ -77,10 +84,16 @@ export class SmtpSessionPolicy {
         accepted: [],
         messages: 0,
         counted: false,
+        since: new Date(),
       };
       this.states.set(session.id, s);
     }
     return s;
+  }
+
+  /** How `appliance kick` closes one of this listener's connections (set by the listener). */
+  attachCloser(close: (id: string) => void): void {
+    this.closeConnection = close;
   }
 
   onConnect(session: SMTPServerSession, cb: Callback): void {
@@ -111,6 +124,7 @@ export class SmtpSessionPolicy {
 
   onClose(session: SMTPServerSession): void {
     const s = this.states.get(session.id);
+    s?.untrack?.();
     if (s?.counted) {
       const ip = session.remoteAddress;
       const n = (this.rt.connectionsByIp.get(ip) ?? 1) - 1;
@@ -153,6 +167,15 @@ export class SmtpSessionPolicy {
     }
     this.rt.authFailures.recordSuccess(ip);
     s.authUser = outcome.username;
+    s.untrack?.();
+    s.untrack = this.rt.sessions?.add({
+      protocol: 'submission',
+      remoteAddress: ip,
+      since: s.since,
+      user: outcome.username,
+      mailboxName: () => null,
+      kick: () => this.closeConnection?.(session.id),
+    });
     s.log.info({ user: outcome.username, method: auth.method }, 'authenticated');
     return outcome.username;
   }

@@ -44,6 +44,17 @@ export interface ControlMethods {
   reload: { params: Record<string, never>; result: { reloaded: boolean } };
   'cert.status': { params: Record<string, never>; result: { certificates: CertStatusView[] } };
   'cert.renew': { params: { name?: string }; result: { results: RenewResult[] } };
+  who: { params: Record<string, never>; result: { sessions: SessionView[] } };
+  kick: { params: { user: string; cidr?: string }; result: { kicked: number } };
+}
+
+/** One open session for `appliance who` (SPEC §ops: protocol, user, address, since, mailbox). */
+export interface SessionView {
+  readonly protocol: 'imap' | 'submission';
+  readonly user: string;
+  readonly address: string;
+  readonly since: string;
+  readonly mailbox: string | null;
 }
 
 export type ControlMethod = keyof ControlMethods;

@@ -130,9 +130,13 @@ export interface MailboxView {
   sync(): Promise<MailboxChanges>;
   /** Called (no arguments, coalesced) whenever something may have changed: a delivery in this process, another view's write. */
   onChange(listener: () => void): () => void;
-  /** Applies to the given UIDs that still exist; returns their new records (the caller's own change is not echoed by sync). Refused on a read-only view. */
+  /**
+   * Applies to the given UIDs that still exist; returns their new records (the caller's own change is not echoed by sync).
+   * Refused on a read-only view (NoPermissionError). `\Recent` and unknown system flags are ignored; keywords must be
+   * IMAP atoms (others are ignored) and at most 26 distinct keywords per mailbox can be stored (Maildir letters a..z).
+   */
   setFlags(uids: readonly number[], op: FlagOperation, flags: readonly Flag[]): Promise<readonly MessageRecord[]>;
-  /** Removes the given UIDs if they carry \Deleted (all \Deleted ones without `uids`); returns the UIDs removed. */
+  /** Removes the given UIDs if they carry \Deleted (all \Deleted ones this view knows without `uids`); returns the UIDs removed, ascending; they leave `messages` at once and are not reported by sync. */
   expunge(uids?: readonly number[]): Promise<readonly number[]>;
   /** The message bytes (CRLF), the whole or [start, end). Rejects with MessageGoneError if the file vanished. */
   read(uid: number, start?: number, end?: number): Promise<Readable>;
@@ -153,6 +157,8 @@ export interface AppendInput {
 export interface UserMailStore {
   readonly root: string;
   list(): Promise<readonly MailboxInfo[]>;
+  /** The subscribed names, whether they exist or not (LSUB, LIST (SUBSCRIBED)). */
+  subscriptions(): Promise<readonly string[]>;
   /** Creates the mailbox (and missing parents); MailboxExistsError if it exists. */
   create(name: string, opts?: { readonly specialUse?: string }): Promise<void>;
   /** MailboxNotFoundError; NoPermissionError for INBOX; children are kept (RFC 3501: the name stays as \Noselect). */
@@ -165,7 +171,11 @@ export interface UserMailStore {
   /** MailboxNotFoundError if it does not exist (or is \Noselect). */
   open(name: string, opts: { readonly readOnly: boolean }): Promise<MailboxView>;
   append(name: string, message: AppendInput): Promise<{ readonly uidValidity: number; readonly uid: number }>;
-  /** Copies (COPY) or moves (MOVE: copy then expunge from the source) existing UIDs of `from`; pairs are [source UID, new UID]. */
+  /**
+   * Copies (COPY) or moves (MOVE: copy then expunge from the source) existing UIDs of `from`; pairs are [source UID, new UID].
+   * On MOVE the moved UIDs leave `from.messages` at once, as with `from.expunge()`, and `from.sync()` does not report them
+   * again: the caller announces EXPUNGE for the pairs' source UIDs. UIDs `from` does not know (or already gone) are skipped.
+   */
   copy(from: MailboxView, uids: readonly number[], to: string, opts?: { readonly move?: boolean }): Promise<{ readonly uidValidity: number; readonly pairs: readonly (readonly [number, number])[] }>;
   /** Creates the configured special mailboxes missing so far (first login), subscribing when asked. */
   ensureSpecialMailboxes(mailboxes: readonly { readonly name: string; readonly specialUse?: string; readonly auto: 'no' | 'create' | 'subscribe' }[]): Promise<void>;
