@@ -49,16 +49,16 @@ export class LdapConnector {
   }
 
   /** A new connection (TLS set up, not bound) to the first server that answers. */
-  async open(): Promise<{ readonly client: Client; readonly url: string }> {
+  async open(): Promise<LdapConnection> {
     const errors: string[] = [];
     const n = this.o.urls.length;
     for (let i = 0; i < n; i++) {
       const index = (this.preferred + i) % n;
       const url = this.o.urls[index]!;
       try {
-        const client = await this.connect(url);
+        const conn = await this.connect(url);
         this.preferred = index;
-        return { client, url };
+        return conn;
       } catch (err) {
         errors.push(`${url}: ${describe(err)}`);
       }
@@ -66,7 +66,7 @@ export class LdapConnector {
     throw new Error(`no LDAP server answered (${errors.join('; ')})`);
   }
 
-  private async connect(url: string): Promise<Client> {
+  private async connect(url: string): Promise<LdapConnection> {
     const u = new URL(url);
     const secure = u.protocol === 'ldaps:';
     const host = u.hostname.replace(/^\[(.*)\]$/, '$1');
@@ -77,6 +77,7 @@ export class LdapConnector {
     // it once, and a reconnect of its own gets a failing socket (see header).
     const socket = await openSocket(host, port, secure ? tlsOptions : undefined, connectMs);
     let handedOver = false;
+    let lost = false;
     const once = (): Socket => {
       if (handedOver) return lostSocket();
       handedOver = true;
@@ -88,11 +89,24 @@ export class LdapConnector {
       connectTimeout: connectMs,
       tlsOptions,
       createConnection: (() => once()) as unknown as typeof netConnect,
-      createSecureConnection: ((...args: unknown[]) => (typeof args[0] === 'number' ? once() : tlsConnect(args[0] as ConnectionOptions))) as typeof tlsConnect,
+      createSecureConnection: ((...args: unknown[]) => {
+        if (typeof args[0] === 'number') return once();
+        // STARTTLS: ldapts watches only the plain socket, which emits nothing
+        // once wrapped; without this a server that went away would leave
+        // requests waiting for their timeout and the connection looking alive.
+        const upgraded = tlsConnect(args[0] as ConnectionOptions);
+        const gone = () => {
+          lost = true;
+          socket.destroy();
+        };
+        upgraded.once('end', gone);
+        upgraded.once('close', gone);
+        return upgraded;
+      }) as typeof tlsConnect,
     });
     try {
       if (this.o.starttls) await client.startTLS({ ...tlsOptions });
-      return client;
+      return { client, url, alive: () => !lost && client.isConnected };
     } catch (err) {
       socket.destroy();
       void client.unbind().catch(() => undefined);
@@ -101,11 +115,18 @@ export class LdapConnector {
   }
 }
 
+export interface LdapConnection {
+  readonly client: Client;
+  readonly url: string;
+  /** False once the server closed it or it failed: it is then replaced, never reused. */
+  alive(): boolean;
+}
+
 /** A pool of connections bound as the service account, reused for searches. */
 export class LdapPool {
   private readonly connector: LdapConnector;
   private readonly bindAs: { readonly dn: string; readonly password: string } | undefined;
-  private readonly slots: { client?: Client; pending?: Promise<Client> }[];
+  private readonly slots: { conn?: LdapConnection; pending?: Promise<LdapConnection> }[];
   private next = 0;
   private closed = false;
 
@@ -123,12 +144,12 @@ export class LdapPool {
   async run<T>(op: (client: Client) => Promise<T>): Promise<T> {
     const i = this.next++ % this.slots.length;
     for (let attempt = 0; ; attempt++) {
-      const client = await this.acquire(i);
+      const conn = await this.acquire(i);
       try {
-        return await op(client);
+        return await op(conn.client);
       } catch (err) {
         if (err instanceof ResultCodeError && !TRANSIENT_CODES.has(err.code)) throw err;
-        this.drop(i, client);
+        this.drop(i, conn);
         if (attempt >= 1) throw err;
       }
     }
@@ -141,24 +162,24 @@ export class LdapPool {
 
   async close(): Promise<void> {
     this.closed = true;
-    const clients = this.slots.map((s) => s.client).filter((c): c is Client => c !== undefined);
-    for (const s of this.slots) delete s.client;
-    await Promise.all(clients.map((c) => c.unbind().catch(() => undefined)));
+    const conns = this.slots.map((s) => s.conn).filter((c): c is LdapConnection => c !== undefined);
+    for (const s of this.slots) delete s.conn;
+    await Promise.all(conns.map((c) => c.client.unbind().catch(() => undefined)));
   }
 
-  private async acquire(i: number): Promise<Client> {
+  private async acquire(i: number): Promise<LdapConnection> {
     if (this.closed) throw new Error('the LDAP table is closed');
     const slot = this.slots[i]!;
-    if (slot.client && slot.client.isConnected) return slot.client;
-    if (slot.client) this.drop(i, slot.client);
+    if (slot.conn && slot.conn.alive()) return slot.conn;
+    if (slot.conn) this.drop(i, slot.conn);
     if (!slot.pending) {
       const pending = this.openBound();
       slot.pending = pending;
       pending.then(
         (c) => {
           if (slot.pending === pending) delete slot.pending;
-          if (this.closed) void c.unbind().catch(() => undefined);
-          else slot.client = c;
+          if (this.closed) void c.client.unbind().catch(() => undefined);
+          else slot.conn = c;
         },
         () => {
           if (slot.pending === pending) delete slot.pending;
@@ -168,12 +189,13 @@ export class LdapPool {
     return slot.pending;
   }
 
-  private async openBound(): Promise<Client> {
-    const { client, url } = await this.connector.open();
-    if (!this.bindAs) return client;
+  private async openBound(): Promise<LdapConnection> {
+    const conn = await this.connector.open();
+    const { client, url } = conn;
+    if (!this.bindAs) return conn;
     try {
       await client.bind(this.bindAs.dn, this.bindAs.password);
-      return client;
+      return conn;
     } catch (err) {
       void client.unbind().catch(() => undefined);
       if (err instanceof ResultCodeError && !TRANSIENT_CODES.has(err.code)) {
@@ -183,10 +205,10 @@ export class LdapPool {
     }
   }
 
-  private drop(i: number, client: Client): void {
+  private drop(i: number, conn: LdapConnection): void {
     const slot = this.slots[i]!;
-    if (slot.client === client) delete slot.client;
-    void client.unbind().catch(() => undefined);
+    if (slot.conn === conn) delete slot.conn;
+    void conn.client.unbind().catch(() => undefined);
   }
 }
 
