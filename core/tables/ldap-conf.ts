@@ -1,7 +1,8 @@
 /**
  * The `ldap:/path/ldap.conf` file of an LDAP table, in the key/value format
- * of OpenSMTPD's table-ldap: one `key value` (or `key: value`) per line, `#`
- * comments, values optionally in double quotes. Parsing collects every error
+ * of OpenSMTPD's table-ldap: one `key value` (or `key: value`) per line;
+ * `#` starts a comment at the start of a line or after a blank; a value may
+ * be double-quoted (then `\"` and `\\` are escapes, and `#` is literal). Parsing collects every error
  * with its line (`PATH:LINE: message`, printed by `appliance check`) and
  * returns a frozen LdapConf; nothing is contacted here.
  *
@@ -114,7 +115,16 @@ export function parseLdapConf(text: string, path: string): LdapConf {
     }
     const key = m[1]!.toLowerCase();
     let value = m[2]!;
-    if (value.length >= 2 && value.startsWith('"') && value.endsWith('"')) value = value.slice(1, -1);
+    if (value.startsWith('"')) {
+      const q = /^"((?:[^"\\]|\\.)*)"\s*(#.*)?$/.exec(value);
+      if (!q) {
+        fail(line, `${key}: unterminated quoted value`);
+        continue;
+      }
+      value = q[1]!.replace(/\\(.)/g, '$1');
+    } else {
+      value = value.replace(/\s+#.*$/, '');
+    }
     if (!KEYS.has(key)) {
       fail(line, `unknown key "${m[1]}"${suggest(key)}`);
       continue;
