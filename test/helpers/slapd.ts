@@ -31,6 +31,8 @@ export interface DirectoryUser {
   readonly maildrop: readonly string[];
   readonly home: string;
   readonly uidNumber?: number;
+  /** A ready {SSHA} hash of `password` (many users: one slappasswd run, not one each). */
+  readonly hash?: string;
 }
 
 export interface SlapdOptions {
@@ -102,7 +104,7 @@ export function directoryLdif(users: readonly DirectoryUser[], readerPassword: s
       `homeDirectory: ${u.home}`,
       ...u.accepts.map((a) => ldifLine('mailacceptinggeneralid', a)),
       ...u.maildrop.map((a) => ldifLine('maildrop', a)),
-      `userPassword: ${slappasswd(u.password)}`,
+      `userPassword: ${u.hash ?? slappasswd(u.password)}`,
     ]);
   });
   return `${entries.map((e) => e.join('\n')).join('\n\n')}\n`;
