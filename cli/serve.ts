@@ -19,7 +19,7 @@ import { formatDiagnostic, loadConfig } from '../core/config/index.ts';
 import { printListener } from '../core/config/printer.ts';
 import type { Config, ListenerDecl } from '../core/config/types.ts';
 import type { Logger } from '../core/log.ts';
-import { openTables, type TableDeps, type TableSet } from '../core/tables/registry.ts';
+import { openTables, verifyTables, type TableDeps, type TableSet } from '../core/tables/registry.ts';
 import { loadCertificates, type TlsRegistry } from '../core/tls.ts';
 import { Store } from '../store/db.ts';
 import { Queue, type QueuedMessage } from '../store/queue.ts';
@@ -122,6 +122,7 @@ export class Appliance {
       // After each local delivery, open IMAP views of that Maildir learn of it at once (IDLE).
       const delivered = (maildir: string) => app.mail?.delivered(maildir);
       app.currentTables = openTables(config, app.tableDeps());
+      await app.verifyTables(app.currentTables);
       const commit = new MaildirFirstCommit({ dataDir: config.dataDir, queue: app.queue, hostname: () => app.config.hostname, onDelivered: delivered });
       app.inbound = {
         // Queued relay mail goes out at once, not at the next timer tick.
@@ -223,7 +224,15 @@ export class Appliance {
         onReload: (entries: number) => tlog.info({ entries }, 'table file reloaded'),
         onReloadError: (err: Error) => tlog.error({ err: err.message }, 'table file change refused; previous contents stay'),
       },
+      ldap: { onWarning: (message: string) => tlog.warn(message) },
     };
+  }
+
+  /** A refused LDAP service bind throws (start/reload refused); an unreachable directory is logged. */
+  private async verifyTables(tables: TableSet): Promise<void> {
+    for (const w of await verifyTables(tables)) {
+      this.log.warn({ component: 'table', err: w.message }, 'directory unreachable; its lookups answer "try again later" (4xx) until it is back');
+    }
   }
 
   private controlHandlers(): ControlHandlers {
@@ -314,6 +323,12 @@ export class Appliance {
     let tables: TableSet;
     try {
       tables = openTables(next, this.tableDeps());
+      try {
+        await this.verifyTables(tables);
+      } catch (err) {
+        await tables.close();
+        throw err;
+      }
     } catch (err) {
       this.log.error({ err: (err as Error).message }, 'reload refused: a table cannot be opened; the running config stays');
       return false;

@@ -81,6 +81,12 @@ export interface Table {
   /** Writable backends (db) only. */
   put?(key: string, value: string): Promise<void>;
   del?(key: string): Promise<boolean>;
+  /**
+   * Contacts the source once (LDAP: the service bind). Throws for a
+   * configuration the source refuses (a wrong service password); returns the
+   * error when the source is only unreachable for now.
+   */
+  verify?(): Promise<Error | undefined>;
   /** Re-read the source (file tables); no-op for others. */
   reload?(): Promise<void>;
   close?(): Promise<void>;

@@ -318,12 +318,14 @@ match from any for any reject
   // a table named by a rule but not open (a bug elsewhere) is temporary too
   await run(t, c, tablesOf(c), [['table not open', mx(), 'x@remote.example', 'alice@example.org', 'tempfail']]);
 
-  // the LDAP placeholder answers tempfail for every lookup
+  // an LDAP table whose directory refuses connections answers tempfail, never "no"
+  const dir = t.testdir({ 'ldap.conf': 'url ldap://127.0.0.1:1\nbasedn dc=example,dc=org\ntimeout 1\ndomain_filter (mailacceptinggeneralid=*@%s)\n' });
   const ldap = config(`
-table dir ldap:/etc/appliance/ldap.conf
+table dir ldap:${dir}/ldap.conf
 match from any for domain <dir> action "local"
 match from any for any reject
 `);
-  const dirDecl = ldap.tables.get('dir')!;
-  await run(t, ldap, tablesOf(ldap, { dir: openTable(dirDecl, {}) }), [['an LDAP table', mx(), 'x@remote.example', 'alice@example.org', 'tempfail']]);
+  const dirTable = openTable(ldap.tables.get('dir')!, {});
+  t.teardown(() => dirTable.close?.());
+  await run(t, ldap, tablesOf(ldap, { dir: dirTable }), [['an unreachable LDAP table', mx(), 'x@remote.example', 'alice@example.org', 'tempfail']]);
 });
