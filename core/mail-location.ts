@@ -2,9 +2,11 @@
  * Where a logged-in user's mail is: the Maildir that local delivery writes
  * for that user. Found as delivery finds it (core/recipient.ts): the first
  * `maildir` action of the rules, in rule order, whose userbase knows the
- * user (`userinfo` lookup by the login name, then by its local part), with
- * the action's path template (maildirPath). The three lookup states are
- * kept: a directory that is down is "try later".
+ * user (`userinfo` lookup by the login name, then by its local part; a
+ * bare login such as `xomail` also as `xomail@HOSTNAME`, the mailbox
+ * address of the LDAP howto's `<username>@$myhostname` scheme), with the
+ * action's path template (maildirPath). The three lookup states are kept: a
+ * directory that is down is "try later".
  */
 import { parseAddress, type MailAddress } from './address.ts';
 import type { ActionDecl, Config, MaildirAction } from './config/types.ts';
@@ -15,7 +17,8 @@ import type { LookupResult } from './tables/types.ts';
 export async function locateMaildir(config: Config, tables: TableLookup, username: string): Promise<LookupResult<string>> {
   const parsed = username.includes('@') ? parseAddress(username) : null;
   const address: MailAddress = parsed?.ok ? parsed.address : { local: username, domain: config.hostname };
-  const keys = [...new Set([username.toLowerCase(), ...(parsed?.ok ? [address.local.toLowerCase()] : [])])];
+  const alternates = parsed?.ok ? [address.local] : [`${username}@${config.hostname}`];
+  const keys = [...new Set([username, ...alternates].map((k) => k.toLowerCase()))];
   for (const action of maildirActions(config)) {
     const m = action.method as MaildirAction;
     if (!m.userbase) continue;

@@ -41,3 +41,23 @@ match from any for domain { example.test } action "local"`);
   const r = await locateMaildir(config, { get: () => down }, 'alice@example.test');
   t.equal(r.kind, 'tempfail');
 });
+
+t.test('a bare login is also tried as LOGIN@hostname (the LDAP howto\'s mailbox address)', async (t) => {
+  const r = parseConfigText(`hostname mail.example.test
+data-dir "/var/lib/appliance"
+table users { "carol@mail.example.test" = "$2b$10$bNAo1yPz8M6bajwHt2q4d.fEXW09kQzis/VxpJwnN8U5XZirQoLvq" }
+listen on 127.0.0.1 port 2525 tls-require pki mail.example.test auth <users>
+pki mail.example.test self-signed
+action "local" maildir "/srv/vmail/%{dest.user}" userbase <users>
+match from any for domain { mail.example.test } action "local"
+`);
+  if (!r.ok) throw new Error(r.errors.map((e) => e.message).join('; '));
+  const tables = openTables(r.config, { kv: () => { throw new Error('no db'); }, file: { onReload: () => {}, onReloadError: () => {} } });
+  const asked: string[] = [];
+  const users = tables.get('users')!;
+  const spy = { lookup: (kind: 'userinfo', key: string) => (asked.push(key), users.lookup(kind, key)) } as unknown as Table;
+  t.same(await locateMaildir(r.config, { get: () => spy }, 'Carol'), { kind: 'found', value: '/srv/vmail/carol' });
+  t.same(asked, ['carol', 'carol@mail.example.test'], 'the login first, then LOGIN@hostname');
+  t.same(await locateMaildir(r.config, tables, 'dave'), { kind: 'none' });
+  await tables.close();
+});
