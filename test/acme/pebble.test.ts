@@ -4,12 +4,16 @@
  * really fetches the token from the appliance's responder, names resolved
  * by the in-test DNS server), serves it on STARTTLS and implicit TLS to a
  * client that trusts only pebble's root, renews it on `cert renew` while an
- * SMTP/TLS session stays open and keeps working, keeps it when pebble is
+ * SMTP/TLS session and an IMAP session (imapflow over 993, IDLE/NOOP) stay
+ * open and keep working, the IMAP listeners (implicit TLS and STARTTLS)
+ * presenting it too, keeps it when pebble is
  * down (error and backoff in `cert status`), and after a restart serves the
  * stored certificate without a new order.
  */
 import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
+import { ImapFlow } from 'imapflow';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -59,6 +63,35 @@ function implicitTlsSerial(port: number, ca: string): Promise<string> {
   });
 }
 
+/** The certificate an IMAP STARTTLS upgrade presents, verified against `ca`. */
+function imapStarttlsSerial(port: number, ca: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const plain = netConnect(port, '127.0.0.1');
+    let text = '';
+    plain.setTimeout(10_000, () => plain.destroy(new Error('IMAP STARTTLS timed out')));
+    plain.once('error', reject);
+    const onData = (d: Buffer) => {
+      text += d.toString('latin1');
+      if (/^\* OK[^\r]*\r\n$/.test(text)) {
+        text = '';
+        plain.write('s1 STARTTLS\r\n');
+      } else if (/^s1 OK[^\r]*\r\n$/.test(text)) {
+        plain.off('data', onData);
+        const secure = tlsConnect({ socket: plain, ca, servername: 'mail.example.test' }, () => {
+          const serial = secure.getPeerCertificate().serialNumber;
+          secure.destroy();
+          resolve(serial);
+        });
+        secure.once('error', reject);
+      } else if (/\r\n$/.test(text) && !text.startsWith('* OK')) {
+        reject(new Error(`IMAP STARTTLS: ${text.trim()}`));
+        plain.destroy();
+      }
+    };
+    plain.on('data', onData);
+  });
+}
+
 async function starttlsSession(port: number, ca: string): Promise<RawSmtp> {
   const c = await RawSmtp.connect(port);
   await c.greeting();
@@ -78,12 +111,15 @@ t.test('pebble: issuance, STARTTLS, renewal under an open session, CA down, rest
   const challengePort = await freePort();
   const pebble = await startPebble(dir, { httpPort: challengePort, dnsPort: dns.port });
   t.teardown(() => pebble.stop());
+  const imap = { imaps: await freePort(), starttls: await freePort() };
   const { path, ports, dataDir } = await writeConfig(dir, {
     pki: 'pki mail.example.test acme alt-names { smtp.example.test }',
     extra: `acme directory "${pebble.directory}"
 acme ca "${pebble.caPath}"
 acme contact "mailto:postmaster@example.test"
-acme challenge http-01 listen on 127.0.0.1 port ${challengePort}`,
+acme challenge http-01 listen on 127.0.0.1 port ${challengePort}
+imap listen on 127.0.0.1 port ${imap.imaps} imaps pki mail.example.test auth <users>
+imap listen on 127.0.0.1 port ${imap.starttls} tls-require pki mail.example.test auth <users>`,
   });
   let app: RunningAppliance = await startAppliance(path, dir);
   t.teardown(() => app.stop());
@@ -117,6 +153,25 @@ acme challenge http-01 listen on 127.0.0.1 port ${challengePort}`,
   t.match(firstCert.subjectaltname, /DNS:smtp\.example\.test/, '… with the alt name');
   t.match(firstCert.issuer.CN, /Pebble Intermediate/, '… issued by pebble');
   t.equal(await implicitTlsSerial(ports.smtps, root), firstCert.serialNumber, 'the smtps listener presents the same certificate');
+  t.equal(await implicitTlsSerial(imap.imaps, root), firstCert.serialNumber, 'the IMAP 993-style listener presents it');
+  t.equal(await imapStarttlsSerial(imap.starttls, root), firstCert.serialNumber, 'IMAP STARTTLS presents it');
+
+  // An IMAP client that trusts only pebble's root, logged in and idling across the renewal.
+  const mua = new ImapFlow({
+    host: '127.0.0.1',
+    port: imap.imaps,
+    secure: true,
+    tls: { ca: root, servername: 'mail.example.test' },
+    auth: { user: 'alice@example.test', pass: 'alice-secret' },
+    logger: false,
+    connectionTimeout: 10_000,
+  });
+  mua.on('error', () => {});
+  await mua.connect();
+  t.teardown(() => mua.close());
+  const inbox = await mua.mailboxOpen('INBOX');
+  const existsBefore = inbox.exists;
+  void mua.idle();
 
   let status = await certStatus(path);
   t.equal(status.source, 'acme', 'cert status: source acme');
@@ -147,6 +202,16 @@ acme challenge http-01 listen on 127.0.0.1 port ${challengePort}`,
   await second.quit();
   t.not(secondSerial, firstCert.serialNumber, 'a new STARTTLS handshake gets the renewed certificate');
   t.equal(await implicitTlsSerial(ports.smtps, root), secondSerial, 'so does a new implicit-TLS handshake');
+  t.equal(await implicitTlsSerial(imap.imaps, root), secondSerial, 'and a new IMAP implicit-TLS handshake');
+  t.equal(await imapStarttlsSerial(imap.starttls, root), secondSerial, 'and a new IMAP STARTTLS upgrade');
+  // The IMAP session opened before the swap still works: it saw the message delivered meanwhile (IDLE), and answers NOOP.
+  await waitFor('the open IMAP session to see the new message', () => (mua.mailbox ? mua.mailbox.exists : 0) > existsBefore, 10_000);
+  await mua.noop();
+  t.ok(mua.usable, 'the IMAP session opened before the renewal is still usable');
+  const subjects: string[] = [];
+  for await (const m of mua.fetch('1:*', { envelope: true })) subjects.push(m.envelope?.subject ?? '');
+  t.ok(subjects.includes('across a certificate swap'), 'and fetches over it');
+  await mua.logout();
 
   // CA down: the renewal fails, the certificate in service stays, the error and the backoff are visible.
   await pebble.stop();
