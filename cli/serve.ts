@@ -10,7 +10,7 @@
  * already open see the new rules at their next command. SIGTERM stops
  * accepting, lets sessions finish within a deadline, then closes the store.
  */
-import { mkdirSync } from 'node:fs';
+import { chownSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { sweepSpool } from '../store/maildir.ts';
 import type { Server } from 'node:net';
@@ -112,6 +112,10 @@ export class Appliance {
     try {
       for (const decl of config.listeners) await app.bind(decl);
       for (const decl of config.imap.listeners) await app.bindImap(decl);
+      // Bound while still root, so a socket outside the data dir (`/run/appliance.sock`) works; owned by
+      // the user we become. Requests other than ping wait for `ready` (answered "still starting").
+      app.control = await startControlServer(config.control.socket, app.controlHandlers(), log.child({ component: 'control' }));
+      if (user) chownSync(config.control.socket, user.uid, user.gid);
       if (user) {
         dropPrivileges(user);
         log.info({ user: user.name, uid: user.uid }, 'dropped privileges');
@@ -152,7 +156,6 @@ export class Appliance {
         submitDsn: (recipient, message) => app.submitLocal(recipient, message),
       });
       app.outbound.start();
-      app.control = await startControlServer(config.control.socket, app.controlHandlers(), log.child({ component: 'control' }));
       app.ready = true;
       app.acme?.start();
     } catch (err) {
@@ -236,6 +239,21 @@ export class Appliance {
   }
 
   private controlHandlers(): ControlHandlers {
+    const handlers = this.readyControlHandlers();
+    const guarded = {} as Record<string, unknown>;
+    for (const [method, handler] of Object.entries(handlers) as [string, (p: never, progress: (p: string) => void) => Promise<unknown>][]) {
+      guarded[method] =
+        method === 'ping'
+          ? handler
+          : (params: never, progress: (p: string) => void) => {
+              if (!this.ready) return Promise.reject(new ControlError('failed', 'the appliance is still starting; try again in a moment'));
+              return handler(params, progress);
+            };
+    }
+    return guarded as ControlHandlers;
+  }
+
+  private readyControlHandlers(): ControlHandlers {
     const tables = () => this.currentTables!;
     return {
       ping: async () => ({ pid: process.pid, version, configPath: this.config.path }),

@@ -40,12 +40,13 @@ export class RawSmtp {
     this.attach(socket);
   }
 
-  static async connect(port: number, opts: { implicitTls?: boolean; timeoutMs?: number } = {}): Promise<RawSmtp> {
+  static async connect(port: number, opts: { implicitTls?: boolean; timeoutMs?: number; host?: string } = {}): Promise<RawSmtp> {
     const timeoutMs = opts.timeoutMs ?? 10_000;
+    const host = opts.host ?? '127.0.0.1';
     const socket = await new Promise<Socket | TLSSocket>((resolve, reject) => {
       const s: Socket | TLSSocket = opts.implicitTls
-        ? tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false, servername: 'mail.example.test' }, () => resolve(s))
-        : netConnect({ host: '127.0.0.1', port }, () => resolve(s));
+        ? tlsConnect({ host, port, rejectUnauthorized: false, servername: 'mail.example.test' }, () => resolve(s))
+        : netConnect({ host, port }, () => resolve(s));
       s.once('error', reject);
       s.setTimeout(timeoutMs, () => s.destroy(new Error(`connect to ${port} timed out`)));
     });
