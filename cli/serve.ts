@@ -20,7 +20,7 @@ import { printListener } from '../core/config/printer.ts';
 import type { Config, ListenerDecl } from '../core/config/types.ts';
 import type { Logger } from '../core/log.ts';
 import { openTables, verifyTables, type TableDeps, type TableSet } from '../core/tables/registry.ts';
-import { loadCertificates, type TlsRegistry } from '../core/tls.ts';
+import { loadCertificates, reloadCertificates, type TlsRegistry } from '../core/tls.ts';
 import { Store } from '../store/db.ts';
 import { Queue, type QueuedMessage } from '../store/queue.ts';
 import { MaildirFirstCommit, type InboundCommit } from '../smtp/inbound.ts';
@@ -286,7 +286,10 @@ export class Appliance {
       'queue.remove': async ({ id }) => ({ done: await this.queue!.remove(id) }),
       'queue.hold': async ({ id }) => ({ done: await this.queue!.hold(id) }),
       'queue.release': async ({ id }) => ({ done: await this.queue!.release(id) }),
-      reload: async () => ({ reloaded: await this.reload() }),
+      reload: async () => {
+        const r = await this.reloadConfig();
+        return r.ok ? { reloaded: true } : { reloaded: false, error: r.error };
+      },
       who: async () => ({ sessions: this.sessions.list().map((x) => ({ ...x, since: x.since.toISOString() })) }),
       kick: async ({ user, cidr }) => ({ kicked: this.sessions.kick(user, cidr) }),
       'cert.status': async () => ({
@@ -328,15 +331,23 @@ export class Appliance {
 
   /** SIGHUP / `appliance reload`: everything or nothing. */
   async reload(): Promise<boolean> {
+    return (await this.reloadConfig()).ok;
+  }
+
+  /** The reload, with the reason of a refusal (logged once here, and shown by `appliance reload`). */
+  private async reloadConfig(): Promise<{ ok: true } | { ok: false; error: string }> {
+    const refuse = (error: string, context: Record<string, unknown> = {}) => {
+      this.log.error(context, error);
+      return { ok: false as const, error };
+    };
     const r = loadConfig(this.config.path);
     if (!r.ok) {
-      this.log.error({ errors: r.errors.map(formatDiagnostic) }, 'reload refused: the config has errors; the running config stays');
-      return false;
+      const errors = r.errors.map(formatDiagnostic);
+      return refuse(`reload refused: the config has errors; the running config stays\n${errors.join('\n')}`, { errors });
     }
     const next = r.config;
     if (next.dataDir !== this.config.dataDir || next.control.socket !== this.config.control.socket || next.user !== this.config.user) {
-      this.log.error('reload refused: data-dir, user and control socket change only with a restart');
-      return false;
+      return refuse('reload refused: data-dir, user and control socket change only with a restart');
     }
     let tables: TableSet;
     try {
@@ -348,8 +359,14 @@ export class Appliance {
         throw err;
       }
     } catch (err) {
-      this.log.error({ err: (err as Error).message }, 'reload refused: a table cannot be opened; the running config stays');
-      return false;
+      return refuse(`reload refused: a table cannot be opened; the running config stays: ${(err as Error).message}`, { err: (err as Error).message });
+    }
+    try {
+      const changed = await reloadCertificates(next, this.tls, this.log.child({ component: 'tls' }));
+      if (changed.length > 0) this.log.info({ pki: changed }, 'certificates reloaded');
+    } catch (err) {
+      await tables.close();
+      return refuse(`reload refused: a certificate cannot be loaded; the running config stays: ${(err as Error).message}`, { err: (err as Error).message });
     }
     const dkim = next.dkim.length > 0 ? await DkimSigner.load(next, tables, this.log.child({ component: 'dkim' })) : undefined;
     const oldTables = this.currentTables;
@@ -360,7 +377,7 @@ export class Appliance {
     await this.reconcileListeners(next);
     await this.reconcileImapListeners(next);
     this.log.info({ files: next.files }, 'config reloaded');
-    return true;
+    return { ok: true };
   }
 
   /** Listeners whose line changed are replaced; unchanged ones keep their sessions. */

@@ -202,6 +202,60 @@ function safeName(name: string): string {
  * unreadable or mismatched pair fails the start), self-signed and
  * not-yet-issued ACME pkis get their self-signed certificate.
  */
+/**
+ * `appliance reload`: re-reads the certificate files of file pkis (the
+ * certbot deploy-hook flow: renew, then reload) and loads pkis that are new
+ * in the config. All or nothing: every file is read and checked before any
+ * is installed, so a half-written renewal refuses the reload and the running
+ * certificates stay. ACME pkis already served are the renewer's business.
+ */
+export async function reloadCertificates(config: Config, registry: TlsRegistry, log: Logger): Promise<string[]> {
+  const staged: { name: string; pair: KeyPair }[] = [];
+  const added: PkiDecl[] = [];
+  for (const pki of config.pki.values()) {
+    const current = registry.info(pki.name);
+    if (!current) {
+      added.push(pki);
+      continue;
+    }
+    if (pki.acme || pki.cert === undefined || pki.key === undefined) continue;
+    let pair: KeyPair;
+    try {
+      pair = { cert: readFileSync(pki.cert, 'utf8'), key: readFileSync(pki.key, 'utf8') };
+    } catch (err) {
+      throw new Error(`pki ${pki.name}: cannot read ${(err as NodeJS.ErrnoException).path ?? pki.cert}: ${(err as Error).message}`);
+    }
+    const info = checkPair(pki.name, pair);
+    if (info.fingerprint256 !== current.fingerprint256 || current.source !== 'files') staged.push({ name: pki.name, pair });
+  }
+  // New pkis are loaded as at start (files, a stored ACME certificate, or self-signed), into a scratch
+  // registry first so an error here still changes nothing.
+  const scratch = new TlsRegistry();
+  if (added.length > 0) await loadCertificates({ ...config, pki: new Map(added.map((p) => [p.name, p])) }, log, scratch);
+  const changed: string[] = [];
+  for (const { name, pair } of staged) {
+    const info = registry.install(name, pair, 'files');
+    log.info({ pki: name, notAfter: info.notAfter.toISOString(), serial: info.serialNumber }, `certificate files of ${name} re-read: the new certificate is served`);
+    changed.push(name);
+  }
+  for (const info of scratch.all()) {
+    registry.install(info.name, scratch.keyPair(info.name)!, info.source);
+    changed.push(info.name);
+  }
+  return changed;
+}
+
+function checkPair(name: string, pair: KeyPair): CertificateInfo {
+  try {
+    const x509 = new X509Certificate(pair.cert);
+    if (!x509.checkPrivateKey(createPrivateKey(pair.key))) throw new Error('the key does not match the certificate');
+    createSecureContext({ ...pair, minVersion: TLS_MIN_VERSION, ciphers: TLS_CIPHERS });
+    return describeCertificate(name, pair.cert, 'files');
+  } catch (err) {
+    throw new Error(`pki ${name}: ${(err as Error).message}`);
+  }
+}
+
 export async function loadCertificates(config: Config, log: Logger, registry = new TlsRegistry()): Promise<TlsRegistry> {
   for (const pki of config.pki.values()) {
     const paths = pki.acme ? acmeCertificatePaths(config.dataDir, pki) : pki.cert !== undefined && pki.key !== undefined ? { cert: pki.cert, key: pki.key } : undefined;

@@ -24,6 +24,8 @@ export interface BoundListener {
   readonly address: string;
   readonly port: number;
   readonly server: SMTPServer;
+  /** Stops following certificate changes of the listener's pki. */
+  readonly unwatch: () => void;
   /** The config text of the line, to match listeners across reloads. */
   readonly key: string;
 }
@@ -110,15 +112,19 @@ export async function startSmtpListener(decl: ListenerDecl, address: string, dep
     for (const c of server.connections as Set<{ id: string; close(): void }>) if (c.id === id) c.close();
   });
   server.on('error', (err: Error) => log.warn({ err: err.message }, 'smtp connection error'));
+  let unwatch = () => {};
   if (decl.pki) {
     const pki = decl.pki;
-    deps.tls.onChange(pki, (p) => {
+    unwatch = deps.tls.onChange(pki, (p) => {
       server.updateSecureContext({ key: p.key, cert: p.cert });
       log.info({ pki }, 'certificate replaced for new handshakes');
     });
   }
   await new Promise<void>((resolve, reject) => {
-    const onError = (err: Error) => reject(new Error(`cannot listen on ${address} port ${decl.port}: ${err.message}`));
+    const onError = (err: Error) => {
+      unwatch();
+      reject(new Error(`cannot listen on ${address} port ${decl.port}: ${err.message}`));
+    };
     server.server.once('error', onError);
     server.listen(decl.port, address, () => {
       server.server.off('error', onError);
@@ -128,7 +134,7 @@ export async function startSmtpListener(decl: ListenerDecl, address: string, dep
   const bound = server.server.address();
   const port = typeof bound === 'object' && bound ? bound.port : decl.port;
   log.info({ tls: decl.tls, tag: decl.tag, auth: decl.auth?.table.name }, 'listening');
-  return { decl, address, port, server, key: `${printListener(decl, (r) => r.name)}@${address}` };
+  return { decl, address, port, server, unwatch, key: `${printListener(decl, (r) => r.name)}@${address}` };
 }
 
 function resolverFor(config: Config): { reverse(ip: string, cb: (err: Error | null, names: string[]) => void): void } {
@@ -139,5 +145,7 @@ function resolverFor(config: Config): { reverse(ip: string, cb: (err: Error | nu
 }
 
 export function closeListener(l: BoundListener): Promise<void> {
+  // A closed listener no longer follows certificate changes (a reload closes and rebinds listeners).
+  l.unwatch();
   return new Promise((resolve) => l.server.close(() => resolve()));
 }

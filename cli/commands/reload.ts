@@ -20,7 +20,7 @@ export async function reloadCommand(args: string[]): Promise<number> {
   if (!client) throw new CommandError(`the appliance is not running (no answer on ${config.control.socket})`);
   try {
     const r = await client.request('reload', {});
-    if (!r.reloaded) throw new CommandError('the appliance refused the new config; see its log');
+    if (!r.reloaded) throw new CommandError(r.error ?? 'the appliance refused the new config; see its log');
     process.stdout.write('reloaded\n');
     return 0;
   } finally {

@@ -41,7 +41,7 @@ export interface ControlMethods {
   'queue.remove': { params: { id: string }; result: { done: boolean } };
   'queue.hold': { params: { id: string }; result: { done: boolean } };
   'queue.release': { params: { id: string }; result: { done: boolean } };
-  reload: { params: Record<string, never>; result: { reloaded: boolean } };
+  reload: { params: Record<string, never>; result: { reloaded: boolean; error?: string } };
   'cert.status': { params: Record<string, never>; result: { certificates: CertStatusView[] } };
   'cert.renew': { params: { name?: string }; result: { results: RenewResult[] } };
   who: { params: Record<string, never>; result: { sessions: SessionView[] } };
