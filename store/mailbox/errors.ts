@@ -1,7 +1,7 @@
 /**
  * The mailbox store's failures, each mapping to one IMAP response code
  * (RFC 5530) in the IMAP layer: NONEXISTENT, ALREADYEXISTS, CANNOT,
- * NOPERM, EXPUNGEISSUED, SERVERBUG/UNAVAILABLE for the rest.
+ * NOPERM, EXPUNGEISSUED, LIMIT, SERVERBUG/UNAVAILABLE for the rest.
  */
 export class MailboxNotFoundError extends Error {
   readonly mailbox: string;
@@ -46,5 +46,19 @@ export class MessageGoneError extends Error {
     super(`message UID ${uid} is gone`);
     this.uid = uid;
     this.name = 'MessageGoneError';
+  }
+}
+
+/**
+ * A keyword the mailbox cannot store: Maildir file names hold at most 26
+ * keywords per mailbox (letters a..z, Dovecot's `dovecot-keywords`). Refused
+ * rather than dropped, so a client never believes a flag was kept.
+ */
+export class KeywordLimitError extends Error {
+  readonly keywords: readonly string[];
+  constructor(keywords: readonly string[], max: number) {
+    super(`this mailbox already has ${max} keywords, the most it can store; cannot add ${keywords.join(' ')}`);
+    this.keywords = keywords;
+    this.name = 'KeywordLimitError';
   }
 }

@@ -17,8 +17,9 @@ import { join } from 'node:path';
 import type { Logger } from '../../core/log.ts';
 import { curName, flagsOfInfo, infoOfFlags, parseFileName, canonicalSystemFlag } from './filename.ts';
 import type { CachedMessage, IndexCache } from './index-cache.ts';
-import { addKeywords, readKeywords } from './keywords.ts';
+import { MAX_KEYWORDS, addKeywords, readKeywords } from './keywords.ts';
 import { MimeParser, type ParseResult } from './mime.ts';
+import { KeywordLimitError } from './errors.ts';
 import type { Flag, FlagOperation, MessageRecord, MessageSummary } from './types.ts';
 import { UIDLIST, UidlistCorruptError, appendUidlist, lockUidlist, newMailboxGuid, readUidlist, readUidlistTail, rewriteUidlist, uidlistStamp, type Uidlist, type UidlistRecord } from './uidlist.ts';
 
@@ -689,6 +690,18 @@ export class MailboxState {
     return i < 0 ? undefined : i;
   };
 
+  /** Gives new keywords their letters; all or none (KeywordLimitError past 26, before any message changes). */
+  private async defineKeywords(wanted: readonly string[]): Promise<void> {
+    const defined = this.keywords.filter((k) => k !== undefined).length;
+    if (defined + wanted.length > MAX_KEYWORDS) throw new KeywordLimitError(wanted, MAX_KEYWORDS);
+    this.keywords = await addKeywords(this.dir, wanted);
+    this.keywordsStamp = '';
+    this.flagsByInfo.clear();
+    // Another writer may have taken the last letters meanwhile.
+    const missing = wanted.filter((k) => this.keywordIndex(k) === undefined);
+    if (missing.length > 0) throw new KeywordLimitError(missing, MAX_KEYWORDS);
+  }
+
   /** Applies a flag change to the UIDs that exist; returns their records. Caller holds the mutex. */
   async setFlags(asked: readonly number[], op: FlagOperation, flags: readonly Flag[], origin: unknown): Promise<MessageRecord[]> {
     const uids = [...new Set(asked)];
@@ -696,9 +709,7 @@ export class MailboxState {
     let wanted = this.canonicalFlags(flags);
     const newKeywords = wanted.filter((f) => !f.startsWith('\\') && this.keywordIndex(f) === undefined);
     if (newKeywords.length > 0 && op !== 'remove') {
-      this.keywords = await addKeywords(this.dir, newKeywords);
-      this.keywordsStamp = '';
-      this.flagsByInfo.clear();
+      await this.defineKeywords(newKeywords);
       wanted = this.canonicalFlags(flags);
     }
     const wantedLower = new Set(wanted.map((f) => f.toLowerCase()));
@@ -820,11 +831,7 @@ export class MailboxState {
     if (!this.loaded) await this.scan();
     await this.refreshKeywords();
     const kws = [...new Set(files.flatMap((f) => this.canonicalFlags(f.flags)).filter((f) => !f.startsWith('\\') && this.keywordIndex(f) === undefined))];
-    if (kws.length > 0) {
-      this.keywords = await addKeywords(this.dir, kws);
-      this.keywordsStamp = '';
-      this.flagsByInfo.clear();
-    }
+    if (kws.length > 0) await this.defineKeywords(kws);
     const uids: number[] = [];
     const cachePut = new Map<number, CachedMessage>();
     await lockUidlist(this.dir, async () => {

@@ -133,7 +133,8 @@ export interface MailboxView {
   /**
    * Applies to the given UIDs that still exist; returns their new records (the caller's own change is not echoed by sync).
    * Refused on a read-only view (NoPermissionError). `\Recent` and unknown system flags are ignored; keywords must be
-   * IMAP atoms (others are ignored) and at most 26 distinct keywords per mailbox can be stored (Maildir letters a..z).
+   * IMAP atoms (others are ignored) and at most 26 distinct keywords per mailbox can be stored (Maildir letters a..z):
+   * a change that would need more is refused whole with KeywordLimitError.
    */
   setFlags(uids: readonly number[], op: FlagOperation, flags: readonly Flag[]): Promise<readonly MessageRecord[]>;
   /** Removes the given UIDs if they carry \Deleted (all \Deleted ones this view knows without `uids`); returns the UIDs removed, ascending; they leave `messages` at once and are not reported by sync. */

@@ -400,7 +400,14 @@ export class MaildirUserStore implements UserMailStore {
     }
     const state = this.host.acquire(dir);
     try {
-      const newUids = files.length === 0 ? [] : await state.mutex.run(() => state.addFiles(files, undefined));
+      let newUids: number[] = [];
+      try {
+        if (files.length > 0) newUids = await state.mutex.run(() => state.addFiles(files, undefined));
+      } catch (err) {
+        // Refused (KeywordLimitError) or failed: the links made into tmp/ must not linger.
+        await Promise.all(files.map((f) => fsp.unlink(f.tmpPath).catch(() => undefined)));
+        throw err;
+      }
       if (files.length > 0) await fsync(join(dir, 'cur'));
       const pairs = sources.map((s, i) => [s, newUids[i]!] as const);
       if (opts.move && sources.length > 0) await from.removeMoved(sources);

@@ -117,6 +117,20 @@ t.test('bad input', async (t) => {
     d.close();
   });
 
+  t.test('a 27th keyword: NO [LIMIT], nothing changed', async (t) => {
+    const c = await session();
+    t.teardown(() => c.close());
+    t.match(await c.cmd('c', 'CREATE Keywords'), /c OK/);
+    t.match(await c.cmd('a', 'APPEND Keywords {21+}\r\nSubject: kw\r\n\r\nbody\r\n'), /a OK/);
+    t.match(await c.cmd('s', 'SELECT Keywords'), /s OK/);
+    const kws = Array.from({ length: 26 }, (_, i) => `k${i}`).join(' ');
+    t.match(await c.cmd('f1', `STORE 1 +FLAGS.SILENT (${kws})`), /f1 OK/, '26 keywords fit');
+    t.match(await c.cmd('f2', 'STORE 1 +FLAGS (\\Seen k26)'), /f2 NO \[LIMIT\]/, 'the 27th is refused');
+    const flags = await c.cmd('f3', 'FETCH 1 FLAGS');
+    t.notMatch(flags, /\\Seen|k26/, 'not even \\Seen was set: the STORE changed nothing');
+    t.match(flags, /k25/);
+  });
+
   t.test('the process survived all of it', async (t) => {
     t.equal(app.child.exitCode, null, 'still running');
     t.equal(await app.stop(), 0, 'and stops cleanly');

@@ -14,6 +14,7 @@ import { SpooledMessage, deliverToMaildirs } from '../../store/maildir.ts';
 import { memoryCacheKv } from '../../store/mailbox/index-cache.ts';
 import {
   InvalidMailboxNameError,
+  KeywordLimitError,
   MailboxExistsError,
   MailboxNotFoundError,
   MessageGoneError,
@@ -318,6 +319,34 @@ t.test('keywords that are not IMAP atoms are not stored', async (t) => {
   await v.setFlags([1], 'add', ['"q"', 'fine$1']);
   t.same(v.messages[0]!.flags, ['fine$1', 'ok']);
   t.equal(readFileSync(join(root, 'dovecot-keywords'), 'utf8'), '0 ok\n1 fine$1\n');
+  await v.close();
+});
+
+t.test('the 27th keyword of a mailbox is refused whole, never dropped', async (t) => {
+  const root = join(t.testdir(), 'u');
+  const store = openMailStoreService({ log, hostname: 'h' }).forRoot(root);
+  await store.create('Other');
+  await store.append('INBOX', { content: msg('a') });
+  await store.append('Other', { content: msg('b'), flags: ['extra'] });
+  const v = await store.open('INBOX', { readOnly: false });
+  const first = Array.from({ length: 25 }, (_, i) => `kw${i}`);
+  await v.setFlags([1], 'add', first);
+  t.equal(v.messages[0]!.flags.length, 25);
+  await t.rejects(v.setFlags([1], 'add', ['kw25', 'kw26']), KeywordLimitError, 'two more than the last free letter: refused');
+  t.equal(v.messages[0]!.flags.length, 25, 'nothing changed');
+  t.notOk(readFileSync(join(root, 'dovecot-keywords'), 'utf8').includes('kw25'), 'no letter taken by the refused change');
+  await v.setFlags([1], 'add', ['kw25']);
+  t.equal(v.messages[0]!.flags.length, 26, 'the 26th fits');
+  await t.rejects(v.setFlags([1], 'replace', ['kw26']), KeywordLimitError, 'a 27th: refused');
+  await v.setFlags([1], 'add', ['KW3']);
+  t.equal(v.messages[0]!.flags.length, 26, 'a known keyword (any case) still works');
+  await t.rejects(store.append('INBOX', { content: msg('c'), flags: ['new-one'] }), KeywordLimitError, 'APPEND with a 27th: refused');
+  const other = await store.open('Other', { readOnly: false });
+  await t.rejects(store.copy(other, [1], 'INBOX'), KeywordLimitError, 'COPY bringing a 27th: refused');
+  t.same(readdirSync(join(root, 'tmp')), [], 'no file left in tmp/');
+  await v.sync();
+  t.equal(v.messages.length, 1, 'neither APPEND nor COPY added a message');
+  await other.close();
   await v.close();
 });
 
