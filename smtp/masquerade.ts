@@ -54,7 +54,7 @@ export class FromRewriter extends Transform {
 }
 
 /** Index just past the header block's last line (before the blank line), or -1. */
-function headerEnd(buf: Buffer): number {
+export function headerEnd(buf: Buffer): number {
   const crlf = buf.indexOf('\r\n\r\n');
   const lf = buf.indexOf('\n\n');
   if (crlf === -1 && lf === -1) return buf.length > 0 && (buf[0] === 0x0d || buf[0] === 0x0a) ? 0 : -1;

@@ -22,6 +22,7 @@ import { resolveRecipient, type Destination } from '../core/recipient.ts';
 import type { SessionFacts } from '../core/rules.ts';
 import type { SessionRegistry } from '../core/sessions.ts';
 import type { TableSet } from '../core/tables/registry.ts';
+import { ForgedResultsFilter, verifyMessage, type Verdicts } from './authentication-results.ts';
 import type { InboundCommit } from './inbound.ts';
 import { FromRewriter } from './masquerade.ts';
 import { receivedHeader } from './received.ts';
@@ -283,6 +284,23 @@ export class SmtpSessionPolicy {
       stream.on('error', (err) => rewriter.destroy(err));
       body = stream.pipe(rewriter);
     }
+    // Mail from outside gets its SPF/DKIM/DMARC verdicts recorded; a user's own submission does not.
+    let verdicts: Verdicts | undefined;
+    const authResults =
+      config.smtp.authenticationResults && s.authUser === undefined
+        ? {
+            verify: async (message: Readable) => {
+              const v = await verifyMessage(
+                message,
+                { ip: session.remoteAddress, helo: session.hostNameAppearsAs || session.remoteAddress, sender: s.mailFrom ? formatAddress(s.mailFrom) : '', mta: this.listener.hostname ?? config.hostname },
+                config,
+              );
+              verdicts = v.verdicts;
+              return v.headers;
+            },
+            filter: () => new ForgedResultsFilter(this.listener.hostname ?? config.hostname),
+          }
+        : undefined;
     const result = await this.rt.inbound.commit({
       id,
       stream: body,
@@ -291,6 +309,7 @@ export class SmtpSessionPolicy {
       recipients: s.accepted,
       maxBytes: config.smtp.limits.maxMessageSize,
       log: s.log,
+      ...(authResults ? { authenticate: authResults } : {}),
     });
     if (result.kind === 'too-big') {
       s.log.info({ id, size: result.size }, 'message refused: over the size limit');
@@ -308,6 +327,7 @@ export class SmtpSessionPolicy {
         qid: result.queueId,
         tls: tls?.version,
         user: s.authUser,
+        ...(verdicts ? { spf: verdicts.spf, dkim: verdicts.dkim, dmarc: verdicts.dmarc } : {}),
         ms: Date.now() - started,
       },
       'message accepted',

@@ -27,14 +27,18 @@ export interface ApplianceInstance {
   stop(): Promise<void>;
 }
 
-/** `config` gets the lines after hostname, data-dir, user (default root: nothing to chown) and control socket. */
+/**
+ * `config` gets the lines after hostname, data-dir, user (default root: nothing to chown), control socket
+ * and `smtp authentication-results no`: the peers benchmarked (stock Postfix, OpenSMTPD) verify no
+ * SPF/DKIM/DMARC, and the bench machine has no DNS, so like for like it is off unless `config` says yes.
+ */
 export async function startAppliance(o: { dir: string; config: readonly string[]; started: Started; user?: string }): Promise<ApplianceInstance> {
   mkdirSync(o.dir, { recursive: true });
   const conf = join(o.dir, 'appliance.conf');
   const dataDir = join(o.dir, 'data');
   writeFileSync(
     conf,
-    ['hostname mail.example.test', `data-dir "${dataDir}"`, `user ${o.user ?? 'root'}`, `control socket "${join(o.dir, 'control.sock')}"`, ...o.config, ''].join('\n'),
+    ['hostname mail.example.test', `data-dir "${dataDir}"`, `user ${o.user ?? 'root'}`, `control socket "${join(o.dir, 'control.sock')}"`, 'smtp authentication-results no', ...o.config, ''].join('\n'),
   );
   const log = join(o.dir, 'appliance.log');
   const fd = openSync(log, 'a');

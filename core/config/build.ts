@@ -86,6 +86,7 @@ export function buildConfig(d: Draft, files: readonly string[]): { config: Confi
     bounce: { warnIntervals: d.warnIntervals ?? [defaults.warnInterval] },
     smtp: {
       subAddrDelim: d.smtp.subAddrDelim ?? defaults.subAddrDelim,
+      authenticationResults: d.smtp.authenticationResults ?? true,
       limits: {
         maxMessageSize,
         maxRcpt: d.smtp.maxRcpt ?? defaults.maxRcpt,

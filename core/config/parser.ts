@@ -67,6 +67,7 @@ export interface Draft {
     maxMails?: number;
     connectionsPerIp?: number;
     idleTimeout?: number;
+    authenticationResults?: boolean;
   };
   dkim: DkimSign[];
   resolver?: HostPort;
@@ -964,8 +965,11 @@ function parseAcme(cur: Cursor, d: Draft): void {
 }
 
 function parseSmtp(cur: Cursor, d: Draft): void {
-  const kw = cur.keyword(['max-message-size', 'sub-addr-delim', 'limit'] as const, 'smtp option');
+  const kw = cur.keyword(['max-message-size', 'sub-addr-delim', 'limit', 'authentication-results'] as const, 'smtp option');
   switch (kw.value) {
+    case 'authentication-results':
+      d.smtp.authenticationResults = cur.keyword(['yes', 'no'] as const, 'authentication-results value (yes or no)').value === 'yes';
+      break;
     case 'max-message-size':
       d.smtp.maxMessageSize = sizeValue(cur, 'max-message-size');
       break;

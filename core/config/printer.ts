@@ -75,6 +75,7 @@ export function printConfig(config: Config): string {
     `bounce warn-interval ${config.bounce.warnIntervals.map(formatDelay).join(', ')}`,
     `smtp max-message-size ${formatSize(lim.maxMessageSize)}`,
     `smtp sub-addr-delim ${quote(config.smtp.subAddrDelim)}`,
+    `smtp authentication-results ${config.smtp.authenticationResults ? 'yes' : 'no'}`,
     `smtp limit max-rcpt ${lim.maxRcpt} max-mails ${lim.maxMails} connections-per-ip ${lim.connectionsPerIp} idle-timeout ${formatDelay(lim.idleTimeout)}`,
     ...config.dkim.map(
       (k) => `dkim sign domain ${ref(k.domains)} selector ${k.selector}${k.keyPath ? ` key ${quote(k.keyPath)}` : ''} algorithm ${k.algorithm}`,

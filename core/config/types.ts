@@ -221,7 +221,12 @@ export interface Config {
     readonly destinationConcurrency: number;
   };
   readonly bounce: { readonly warnIntervals: readonly number[] };
-  readonly smtp: { readonly subAddrDelim: string; readonly limits: SmtpLimits };
+  readonly smtp: {
+    readonly subAddrDelim: string;
+    readonly limits: SmtpLimits;
+    /** Verify SPF/DKIM/DMARC of unauthenticated mail and prepend Authentication-Results (default yes). */
+    readonly authenticationResults: boolean;
+  };
   readonly dkim: readonly DkimSign[];
   readonly resolver?: HostPort;
   readonly control: { readonly socket: string };

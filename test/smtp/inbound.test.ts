@@ -23,7 +23,7 @@ function raw(from: string, to: string, subject: string, body: string): string {
   return `From: <${from}>\r\nTo: <${to}>\r\nSubject: ${subject}\r\nMessage-ID: <${subject.replace(/\W/g, '')}@example.test>\r\n\r\n${body}\r\n`;
 }
 
-t.test('MX delivery to a local user, with STARTTLS, byte for byte plus a Received header', async (t) => {
+t.test('MX delivery to a local user, with STARTTLS, byte for byte plus Authentication-Results and a Received header', async (t) => {
   const dir = t.testdir();
   const cfg = await writeConfig(dir);
   const app = await startAppliance(cfg.path, dir);
@@ -37,7 +37,14 @@ t.test('MX delivery to a local user, with STARTTLS, byte for byte plus a Receive
   const content = readFileSync(files[0]!);
   const text = content.toString('utf8');
   t.match(text, /^Return-Path: <sender@example\.net>\r\n/, 'the envelope sender, as the delivering server records it');
-  const afterReturnPath = text.slice(text.indexOf('\r\n') + 2);
+  const afterReturnPath0 = text.slice(text.indexOf('\r\n') + 2);
+  // Mail from outside: the SPF/DKIM/DMARC verdicts (no DNS here: temperror for SPF and DMARC), above our Received.
+  const verdicts = /^Received-SPF: temperror [^\r]*(\r\n[ \t][^\r]*)*\r\nAuthentication-Results: mail\.example\.test;(\r\n[ \t][^\r]*)*\r\n/.exec(afterReturnPath0);
+  t.ok(verdicts, 'Received-SPF and Authentication-Results follow Return-Path');
+  t.match(verdicts?.[0], /dkim=none \(message not signed\)/);
+  t.match(verdicts?.[0], /spf=temperror .* smtp\.mailfrom=sender@example\.net/);
+  t.match(verdicts?.[0], /dmarc=temperror header\.from=example\.net/);
+  const afterReturnPath = afterReturnPath0.slice(verdicts?.[0].length ?? 0);
   t.match(afterReturnPath, /^Received: from client\.example\.net \(\[127\.0\.0\.1\]\)\r\n\tby mail\.example\.test \(appliance\) with ESMTPS id \w+\r\n\t\(version=TLSv1\.[23] cipher=[\w-]+\)\r\n\tfor <alice@example\.test>;\r\n\t\w{3}, /);
   const received = /^Received: [^\r]*(\r\n\t[^\r]*)*\r\n/.exec(afterReturnPath)![0];
   t.equal(afterReturnPath.slice(received.length), message, 'the message follows the Received header unchanged');

@@ -130,6 +130,9 @@ t.test('sizes K/M/G (powers of 1024)', async (t) => {
   t.equal(parseOk(base('imap limit literal-size 1M')).config.imap.limits.maxLiteralSize, 1024 * 1024);
   t.equal(parseOk(base('smtp max-message-size 1M')).config.imap.limits.maxLiteralSize, 1024 * 1024, 'literal-size defaults to max-message-size');
   t.equal(parseOk(base('')).config.smtp.limits.maxMessageSize, defaults.maxMessageSize);
+  t.equal(parseOk(base('')).config.smtp.authenticationResults, true, 'SPF/DKIM/DMARC verification on by default');
+  t.equal(parseOk(base('smtp authentication-results no')).config.smtp.authenticationResults, false);
+  t.equal(parseOk(base('smtp authentication-results yes')).config.smtp.authenticationResults, true);
   for (const bad of ['35Q', 'M', '-1', '1.5.5M', '']) t.equal(parseSize(bad), null, `parseSize(${JSON.stringify(bad)})`);
   t.same(['1G', '35M', '512K', '1000'].map((s) => formatSize(parseSize(s)!)), ['1G', '35M', '512K', '1000']);
 });

@@ -78,6 +78,7 @@ t.test('defaults are made explicit', async (t) => {
     'queue ttl 4d',
     'bounce warn-interval 4h',
     'smtp max-message-size 35M',
+    'smtp authentication-results yes',
     'control socket /var/lib/appliance/control.sock',
     'log level info',
     'auth failure-delay 2s',

@@ -80,6 +80,7 @@ const corpus: [string, string, string[]][] = [
   ['unterminated quote', 'hostname "a.example\n', ['1:10: unterminated quoted string']],
   ['unclosed {', 'table a { x,\n  y\n', ["1:9: '{' is never closed"]],
   ['bad size', 'smtp max-message-size 35MB5\n', ['1:23: max-message-size: invalid size "35MB5" (use K, M or G, as in 35M)']],
+  ['authentication-results needs yes or no', 'smtp authentication-results maybe\n', ['1:29: unknown authentication-results value (yes or no) "maybe"']],
   ['bad delay', 'bounce warn-interval 4h, 1y\n', ['1:26: warn-interval: invalid delay "1y" (use s, m, h or d, as in 4h)']],
   ['sqlite backend', 'table t sqlite:/etc/mail/t.conf\n', ['1:9: sqlite tables are not supported; use db (embedded), file: or ldap:']],
   ['postgres backend', 'table t postgres:/etc/mail/t.conf\n', ['1:9: postgres tables are not supported; use db (embedded), file: or ldap:']],
