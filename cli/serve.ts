@@ -14,6 +14,7 @@ import { chownSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { sweepSpool } from '../store/maildir.ts';
 import type { Server } from 'node:net';
+import type { Server as HttpServer } from 'node:http';
 import { AuthFailureLimiter } from '../core/auth/failures.ts';
 import { formatDiagnostic, loadConfig } from '../core/config/index.ts';
 import { printListener } from '../core/config/printer.ts';
@@ -36,6 +37,7 @@ import type { SessionFacts } from '../core/rules.ts';
 import { Readable } from 'node:stream';
 import { connectControl } from './control/client.ts';
 import { startControlServer, type ControlHandlers } from './control/server.ts';
+import { startMetricsServer, type Gauges } from './metrics-server.ts';
 import { CommandError } from './usage.ts';
 import { chownDataDir, dropPrivileges, runAsUser } from './privileges.ts';
 import { addEntry, delEntry, listTable, lookupEntry } from './table-admin.ts';
@@ -43,6 +45,7 @@ import { version } from './version.ts';
 import { locateMaildir } from '../core/mail-location.ts';
 import { startImapListener, type ImapListener } from '../imap/server.ts';
 import type { ImapRuntime } from '../imap/session.ts';
+import { Metrics } from '../core/metrics.ts';
 import { SessionRegistry } from '../core/sessions.ts';
 import { openMailStoreService } from '../store/mailbox/index.ts';
 import type { MailStoreService } from '../store/mailbox/types.ts';
@@ -64,6 +67,8 @@ export class Appliance {
   private imapListeners: ImapListener[] = [];
   private mail: MailStoreService | null = null;
   readonly sessions = new SessionRegistry();
+  readonly metrics = new Metrics();
+  private metricsServer: HttpServer | null = null;
   private acme: AcmeManager | null = null;
   private ready = false;
   private stopping = false;
@@ -116,6 +121,7 @@ export class Appliance {
       // the user we become. Requests other than ping wait for `ready` (answered "still starting").
       app.control = await startControlServer(config.control.socket, app.controlHandlers(), log.child({ component: 'control' }));
       if (user) chownSync(config.control.socket, user.uid, user.gid);
+      if (config.metrics) app.metricsServer = await startMetricsServer(config.metrics.host, config.metrics.port, app.metrics, app.gauges(), log.child({ component: 'metrics' }));
       if (user) {
         dropPrivileges(user);
         log.info({ user: user.name, uid: user.uid }, 'dropped privileges');
@@ -143,6 +149,7 @@ export class Appliance {
         ttl: () => app.config.queue.ttl,
         log: log.child({ component: 'local-retry' }),
         onDelivered: delivered,
+        metrics: app.metrics,
       });
       app.localRetry.start();
       app.dkim = config.dkim.length > 0 ? await DkimSigner.load(config, app.currentTables, log.child({ component: 'dkim' })) : undefined;
@@ -154,6 +161,7 @@ export class Appliance {
         mx: new MxResolver(config.resolver ? { server: { host: config.resolver.host, port: config.resolver.port } } : {}),
         dkim: () => app.dkim,
         submitDsn: (recipient, message) => app.submitLocal(recipient, message),
+        metrics: app.metrics,
       });
       app.outbound.start();
       app.ready = true;
@@ -180,6 +188,7 @@ export class Appliance {
       sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
       tls: app.tls,
       sessions: app.sessions,
+      metrics: app.metrics,
     };
   }
 
@@ -209,6 +218,7 @@ export class Appliance {
       locateMaildir: (username) => locateMaildir(app.currentConfig, app.currentTables!, username),
       shuttingDown: () => !app.ready || app.stopping,
       sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+      metrics: app.metrics,
     };
   }
 
@@ -238,7 +248,24 @@ export class Appliance {
     }
   }
 
-  private controlHandlers(): ControlHandlers {
+  /** What the metrics endpoint reads at scrape time. */
+  private gauges(): Gauges {
+    return {
+      queueMessages: async () => (this.queue ? this.queue.count() : 0),
+      connections: () => ({
+        smtp: [...this.connectionsByIp.values()].reduce((a, b) => a + b, 0),
+        imap: this.sessions.count('imap'),
+      }),
+      loggedIn: () => {
+        const out: Record<string, number> = { submission: 0, imap: 0 };
+        for (const x of this.sessions.list()) out[x.protocol] = (out[x.protocol] ?? 0) + 1;
+        return out;
+      },
+      certificates: () => this.tls.all().map((c) => ({ name: c.name, source: c.source, notAfter: c.notAfter })),
+    };
+  }
+
+    private controlHandlers(): ControlHandlers {
     const handlers = this.readyControlHandlers();
     const guarded = {} as Record<string, unknown>;
     for (const [method, handler] of Object.entries(handlers) as [string, (p: never, progress: (p: string) => void) => Promise<unknown>][]) {
@@ -349,6 +376,9 @@ export class Appliance {
     if (next.dataDir !== this.config.dataDir || next.control.socket !== this.config.control.socket || next.user !== this.config.user) {
       return refuse('reload refused: data-dir, user and control socket change only with a restart');
     }
+    if (JSON.stringify(next.metrics ?? null, ['host', 'port']) !== JSON.stringify(this.config.metrics ?? null, ['host', 'port'])) {
+      this.log.warn('metrics listen changes only with a restart; the endpoint stays where it is');
+    }
     let tables: TableSet;
     try {
       tables = openTables(next, this.tableDeps());
@@ -435,6 +465,7 @@ export class Appliance {
     await this.localRetry?.stop();
     await this.outbound?.stop();
     await new Promise<void>((resolve) => (this.control ? this.control.close(() => resolve()) : resolve()));
+    await new Promise<void>((resolve) => (this.metricsServer ? this.metricsServer.close(() => resolve()) : resolve()));
     await this.currentTables?.close();
     await this.mail?.close();
     await this.store?.close();

@@ -35,6 +35,7 @@ export async function startImapListener(decl: ListenerDecl, address: string, rt:
       socket.end('* BYE Too many connections\r\n');
       return;
     }
+    rt.metrics?.connections.inc({ protocol: 'imap' });
     const remove = rt.sessions.add(session);
     session.onClose(remove);
     session.start();
@@ -53,7 +54,10 @@ export async function startImapListener(decl: ListenerDecl, address: string, rt:
       },
       (socket: TLSSocket) => onSocket(socket),
     );
-    tlsServer.on('tlsClientError', (err: Error) => log.debug({ err: err.message }, 'tls handshake failed'));
+    tlsServer.on('tlsClientError', (err: Error) => {
+      rt.metrics?.tlsErrors.inc({ protocol: 'imap' });
+      log.debug({ err: err.message }, 'tls handshake failed');
+    });
     unwatch = rt.tls.onChange(pki, (p) => {
       tlsServer.setSecureContext({ key: p.key, cert: p.cert, minVersion: TLS_MIN_VERSION, ciphers: TLS_CIPHERS });
       log.info({ pki }, 'certificate replaced for new handshakes');

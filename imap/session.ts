@@ -13,6 +13,7 @@ import { isLoopbackAddress } from '../core/address.ts';
 import type { AuthFailureLimiter } from '../core/auth/failures.ts';
 import type { Config, ListenerDecl } from '../core/config/types.ts';
 import type { Logger } from '../core/log.ts';
+import type { Metrics } from '../core/metrics.ts';
 import type { TableSet } from '../core/tables/registry.ts';
 import type { LookupResult } from '../core/tables/types.ts';
 import { TLS_CIPHERS, TLS_MIN_VERSION, type TlsRegistry } from '../core/tls.ts';
@@ -48,6 +49,8 @@ export interface ImapRuntime {
   locateMaildir(username: string): Promise<LookupResult<string>>;
   shuttingDown(): boolean;
   sleep(ms: number): Promise<void>;
+  /** Counters for the metrics endpoint. */
+  readonly metrics?: Metrics;
 }
 
 /** Longest line segment of a command (RFC 7162 §4 asks for at least 8192). */
@@ -299,7 +302,12 @@ export class ImapSession {
     } as ConstructorParameters<typeof TLSSocket>[1]);
     this.socket = tls;
     this.attach(tls);
-    tls.once('secure', () => this.log.debug({ protocol: tls.getProtocol() }, 'tls established'));
+    const failed = () => this.rt.metrics?.tlsErrors.inc({ protocol: 'imap' });
+    tls.once('error', failed);
+    tls.once('secure', () => {
+      tls.off('error', failed);
+      this.log.debug({ protocol: tls.getProtocol() }, 'tls established');
+    });
   }
 
   private newReader(): CommandReader {

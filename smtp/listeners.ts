@@ -111,7 +111,11 @@ export async function startSmtpListener(decl: ListenerDecl, address: string, dep
   policy.attachCloser((id) => {
     for (const c of server.connections as Set<{ id: string; close(): void }>) if (c.id === id) c.close();
   });
-  server.on('error', (err: Error) => log.warn({ err: err.message }, 'smtp connection error'));
+  server.on('error', (err: Error) => {
+    // smtp-server marks TLS handshake failures (STARTTLS or implicit) with `meta` (normalizeTLSError).
+    if ((err as { meta?: unknown }).meta !== undefined) deps.metrics?.tlsErrors.inc({ protocol: 'smtp' });
+    log.warn({ err: err.message }, 'smtp connection error');
+  });
   let unwatch = () => {};
   if (decl.pki) {
     const pki = decl.pki;

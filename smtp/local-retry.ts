@@ -10,6 +10,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { Logger } from '../core/log.ts';
+import type { Metrics } from '../core/metrics.ts';
 import { SpooledMessage, deliverToMaildirs } from '../store/maildir.ts';
 import type { Queue, RecipientChange } from '../store/queue.ts';
 
@@ -23,6 +24,8 @@ export interface LocalRetryOptions {
   readonly now?: () => number;
   /** Told each Maildir written, after its commit (IDLE sessions). */
   readonly onDelivered?: (maildir: string) => void;
+  /** Counters for the metrics endpoint. */
+  readonly metrics?: Metrics;
 }
 
 export class LocalRetry {
@@ -82,6 +85,7 @@ export class LocalRetry {
           this.o.log.warn({ qid: message.id, to: r.address, err: f.error.message, attempts: r.attempts, expired }, expired ? 'local delivery expired (no bounce yet: DSN comes with outbound delivery)' : 'local delivery deferred');
         }
         await q.update(message.id, changes);
+        for (const c of changes) this.o.metrics?.deliveries.inc({ transport: 'local', status: c.state === 'failed' ? 'bounced' : c.state });
         for (const c of changes) if (c.state === 'delivered') this.o.log.info({ qid: message.id, to: c.address, status: 'sent', relay: 'maildir' }, 'delivered from queue');
       } catch (err) {
         this.o.log.error({ qid: message.id, err: (err as Error).message }, 'local retry failed');

@@ -23,6 +23,7 @@ import { Readable } from 'node:stream';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { Config, RelayAction } from '../core/config/types.ts';
 import type { Logger } from '../core/log.ts';
+import type { Metrics } from '../core/metrics.ts';
 import type { TableSet } from '../core/tables/registry.ts';
 import type { Queue, QueuedMessage, QueuedRecipient, RecipientChange } from '../store/queue.ts';
 import type { DkimSigner } from './dkim.ts';
@@ -44,6 +45,8 @@ export interface OutboundDeps {
   readonly maxConcurrent?: number;
   readonly maxPerDestination?: number;
   readonly timeouts?: { connect?: number; greeting?: number; socket?: number };
+  /** Counters for the metrics endpoint. */
+  readonly metrics?: Metrics;
 }
 
 /** One SMTP transaction's worth: a message and the recipients that share a route. */
@@ -198,6 +201,7 @@ export class OutboundRunner {
       outcomes = job.recipients.map((rc) => ({ address: rc.address, kind: 'deferred', text: e.message }));
     }
     for (const o of outcomes) {
+      this.d.metrics?.deliveries.inc({ transport: 'relay', status: o.kind === 'failed' ? 'bounced' : o.kind });
       this.d.log.info(
         { qid: job.message.id, to: o.address, relay: via || job.destination, tls, delay: Math.round((this.now() - job.message.created) / 1000), attempt_ms: this.now() - started, status: o.kind === 'delivered' ? 'sent' : o.kind === 'failed' ? 'bounced' : 'deferred', response: o.text },
         `delivery ${o.kind === 'delivered' ? 'sent' : o.kind === 'failed' ? 'bounced' : 'deferred'}`,
@@ -234,6 +238,7 @@ export class OutboundRunner {
     });
     try {
       await this.d.submitDsn(dsn.recipient, dsn.message);
+      this.d.metrics?.bouncesSent.inc({ kind: recipients[0]?.action ?? 'failed' });
     } catch (err) {
       this.d.log.error({ qid: message.id, to: dsn.recipient, err: (err as Error).message }, 'could not queue the bounce');
       throw err;

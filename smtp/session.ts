@@ -18,6 +18,7 @@ import type { AuthFailureLimiter } from '../core/auth/failures.ts';
 import { describeRule } from '../core/config/printer.ts';
 import type { Config, ListenerDecl } from '../core/config/types.ts';
 import type { Logger } from '../core/log.ts';
+import type { Metrics } from '../core/metrics.ts';
 import { resolveRecipient, type Destination } from '../core/recipient.ts';
 import type { SessionFacts } from '../core/rules.ts';
 import type { SessionRegistry } from '../core/sessions.ts';
@@ -42,6 +43,8 @@ export interface SessionRuntime {
   sleep(ms: number): Promise<void>;
   /** Where authenticated sessions are listed for `appliance who` / `kick`. */
   readonly sessions?: SessionRegistry;
+  /** Counters for the metrics endpoint. */
+  readonly metrics?: Metrics;
 }
 
 export interface AcceptedRecipient {
@@ -108,6 +111,7 @@ export class SmtpSessionPolicy {
     }
     this.rt.connectionsByIp.set(ip, open + 1);
     s.counted = true;
+    this.rt.metrics?.connections.inc({ protocol: 'smtp' });
     // AUTH before STARTTLS only for loopback clients (SPEC §config listen).
     if (this.listener.auth && this.listener.tls !== 'smtps' && this.listener.tls !== 'none' && !isLoopbackAddress(ip)) {
       session.disabledCommands = ['AUTH'];
@@ -162,6 +166,7 @@ export class SmtpSessionPolicy {
     }
     if (outcome.kind === 'invalid') {
       const failures = this.rt.authFailures.recordFailure(ip);
+      this.rt.metrics?.authFailures.inc({ protocol: 'smtp' });
       s.log.info({ ip, user: username.slice(0, 64), failures, method: auth.method }, 'auth failed');
       await this.rt.sleep(this.rt.config().auth.failureDelay);
       throw replies.authInvalid();
@@ -245,10 +250,14 @@ export class SmtpSessionPolicy {
     }
     if (decision.kind === 'tempfail') {
       s.log.warn({ from, to, err: decision.error.message }, 'recipient deferred: temporary failure');
-      throw replyFor(decision.error);
+      const reply = replyFor(decision.error);
+      this.rt.metrics?.recipientsRejected.inc({ code: String(reply.responseCode ?? 451) });
+      throw reply;
     }
     s.log.info({ from, to, ip: session.remoteAddress, reason: decision.error.message, rule: decision.rule ? describeRule(config, decision.rule) : 'no rule matched' }, 'recipient rejected');
-    throw replyFor(decision.error);
+    const reply = replyFor(decision.error);
+    this.rt.metrics?.recipientsRejected.inc({ code: String(reply.responseCode ?? 550) });
+    throw reply;
   }
 
   onData(stream: SMTPServerDataStream, session: SMTPServerSession, cb: (err?: Error | null, message?: string) => void): void {
@@ -316,6 +325,8 @@ export class SmtpSessionPolicy {
       throw replies.messageTooBig(config.smtp.limits.maxMessageSize);
     }
     s.messages++;
+    this.rt.metrics?.messagesReceived.inc({ tag: this.listener.tag ?? '' });
+    if (result.delivered > 0) this.rt.metrics?.deliveries.inc({ transport: 'local', status: 'delivered' }, result.delivered);
     s.log.info(
       {
         id,

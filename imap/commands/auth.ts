@@ -60,6 +60,7 @@ async function logIn(s: ImapSession, username: string, password: string, method:
   }
   if (outcome.kind === 'invalid') {
     const failures = rt.authFailures.recordFailure(ip);
+    rt.metrics?.authFailures.inc({ protocol: 'imap' });
     s.log.info({ ip, user: username.slice(0, 64), failures, method }, 'auth failed');
     await rt.sleep(rt.config().auth.failureDelay);
     return { status: 'NO', code: 'AUTHENTICATIONFAILED', text: 'Authentication failed' };
