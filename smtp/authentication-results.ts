@@ -16,7 +16,7 @@
  * and the verdicts read `temperror` — the 250 is never held longer than that.
  */
 import { Resolver } from 'node:dns/promises';
-import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { authenticate, type AuthenticateResult } from 'mailauth';
 import type { Config } from '../core/config/types.ts';
 import { MAX_HEADER_BYTES, headerEnd } from './masquerade.ts';
@@ -87,7 +87,7 @@ function budgeted(lookup: DnsLookup, budgetMs: number): DnsLookup {
 export async function verifyMessage(message: Readable, facts: VerifyFacts, config: Config, budgetMs = VERIFY_BUDGET_MS): Promise<Verification> {
   // RFC 7208 §2.4: with a null reverse-path the identity checked is postmaster@HELO.
   const sender = facts.sender !== '' ? facts.sender : `postmaster@${facts.helo}`;
-  const result: AuthenticateResult = await authenticate(message, {
+  const result: AuthenticateResult = await authenticate(await headerOrWhole(message), {
     ip: facts.ip,
     helo: facts.helo,
     sender,
@@ -97,6 +97,38 @@ export async function verifyMessage(message: Readable, facts: VerifyFacts, confi
   });
   return { headers: normaliseEol(result.headers), verdicts: verdictsOf(result) };
 }
+
+/**
+ * Without a DKIM-Signature or ARC field nothing needs the body (SPF needs
+ * the envelope, DMARC the From field): then only the header block is read
+ * and parsed, which keeps a large unsigned message as cheap as a small one.
+ * Otherwise the whole message, as received.
+ */
+async function headerOrWhole(message: Readable): Promise<Buffer | Readable> {
+  const it = message[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  let seen: Buffer = Buffer.alloc(0);
+  for (;;) {
+    const r = await it.next();
+    if (r.done) return seen;
+    seen = seen.length === 0 ? r.value : Buffer.concat([seen, r.value]);
+    const end = headerEnd(seen);
+    if (end === -1 && seen.length <= MAX_HEADER_BYTES) continue;
+    if (end !== -1 && end <= MAX_HEADER_BYTES && !SIGNED.test(seen.subarray(0, end).toString('latin1'))) {
+      message.destroy();
+      return Buffer.concat([seen.subarray(0, end), CRLF]);
+    }
+    const first = seen;
+    return Readable.from(
+      (async function* () {
+        yield first;
+        for (let n = await it.next(); !n.done; n = await it.next()) yield n.value;
+      })(),
+    );
+  }
+}
+
+const SIGNED = /^(?:dkim-signature|arc-seal|arc-message-signature|arc-authentication-results)[ \t]*:/im;
+const CRLF = Buffer.from('\r\n');
 
 function verdictsOf(r: AuthenticateResult): Verdicts {
   const dkim = r.dkim.results?.length ? r.dkim.results.map((d) => d.status?.result ?? 'none').join(',') : 'none';

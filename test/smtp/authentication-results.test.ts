@@ -12,7 +12,8 @@ import { generateKeyPairSync } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { dkimSign } from 'mailauth';
 import t from 'tap';
-import { ForgedResultsFilter } from '../../smtp/authentication-results.ts';
+import type { Config } from '../../core/config/types.ts';
+import { ForgedResultsFilter, verifyMessage } from '../../smtp/authentication-results.ts';
 import { startAppliance, writeConfig } from '../helpers/appliance.ts';
 import { startDnsServer } from '../helpers/dns-server.ts';
 import { maildir, submit, waitFor } from '../helpers/outbound.ts';
@@ -43,6 +44,39 @@ t.test('ForgedResultsFilter: our authserv-id removed, others kept, the body unto
   t.equal(await filtered(msg.match(/[\s\S]{1,7}/g)!), want, 'seven-byte chunks');
   t.equal(await filtered(['Subject: none\r\n\r\nbody\r\n']), 'Subject: none\r\n\r\nbody\r\n', 'nothing to remove: unchanged');
   t.equal(await filtered(['Authentication-Results: mail.example.test; x\r\nSubject: only headers\r\n']), 'Subject: only headers\r\n', 'a message that is all headers');
+});
+
+t.test('verifyMessage: a large signed message in small chunks, and an unsigned one read only to its header', async (t) => {
+  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const dns = await startDnsServer({
+    'big.test': [{ type: 'TXT', strings: 'v=spf1 ip4:127.0.0.1 -all' }],
+    'k._domainkey.big.test': [{ type: 'TXT', strings: `v=DKIM1; k=rsa; p=${publicKey.export({ type: 'spki', format: 'der' }).toString('base64')}` }],
+  });
+  t.teardown(() => dns.close());
+  const config = { resolver: { host: '127.0.0.1', port: dns.port } } as unknown as Config;
+  const facts = { ip: '127.0.0.1', helo: 'mx.big.test', sender: 'a@big.test', mta: 'mail.example.test' };
+  const plain = `From: <a@big.test>\r\nSubject: big\r\n\r\n${`${'x'.repeat(76)}\r\n`.repeat(4000)}`;
+  const key = privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+  const sig = (await dkimSign(plain, { signatureData: [{ signingDomain: 'big.test', selector: 'k', privateKey: key }] } as never)).signatures;
+  const chunks = (text: string) => Readable.from(text.match(/[\s\S]{1,1000}/g)!.map((c) => Buffer.from(c)));
+  const signed = await verifyMessage(chunks(sig + plain), facts, config);
+  t.equal(signed.verdicts.dkim, 'pass', 'the body hash over 312 KB in 1 KB chunks');
+  t.equal(signed.verdicts.spf, 'pass');
+  const tampered = await verifyMessage(chunks(`${sig + plain}extra line\r\n`), facts, config);
+  t.not(tampered.verdicts.dkim, 'pass', 'a changed body does not pass');
+  let read = 0;
+  const unsigned = Readable.from(
+    (function* () {
+      for (const c of plain.match(/[\s\S]{1,1000}/g)!) {
+        read += c.length;
+        yield Buffer.from(c);
+      }
+    })(),
+  );
+  const r = await verifyMessage(unsigned, facts, config);
+  t.equal(r.verdicts.dkim, 'none');
+  t.equal(r.verdicts.spf, 'pass');
+  t.ok(read < 10_000, `only the header block was read (${read} bytes)`);
 });
 
 t.test('verdicts recorded for mail from outside', async (t) => {
