@@ -412,46 +412,24 @@ export class Appliance {
 
   /** Listeners whose line changed are replaced; unchanged ones keep their sessions. */
   private async reconcileListeners(next: Config): Promise<void> {
-    const keyOf = (d: ListenerDecl) => printListener(d, (t) => t.name);
-    const wanted = new Map(next.listeners.map((d) => [keyOf(d), d]));
-    const keep: BoundListener[] = [];
-    for (const l of this.listeners) {
-      if (wanted.has(keyOf(l.decl))) keep.push(l);
-      else {
-        await closeListener(l);
-        this.log.info({ listen: `${l.address}:${l.port}` }, 'listener closed by reload');
-      }
+    const { keep, close, add } = reconcile(this.listeners, next.listeners);
+    for (const l of close) {
+      await closeListener(l);
+      this.log.info({ listen: `${l.address}:${l.port}` }, 'listener closed by reload');
     }
-    const have = new Set(keep.map((l) => keyOf(l.decl)));
     this.listeners = keep;
-    for (const [key, decl] of wanted) {
-      if (have.has(key)) continue;
-      try {
-        await this.bind(decl);
-      } catch (err) {
-        this.log.error({ err: (err as Error).message }, 'reload: a new listener could not be opened');
-      }
+    for (const decl of add) {
+      await this.bind(decl).catch((err: Error) => this.log.error({ err: err.message }, 'reload: a new listener could not be opened'));
     }
   }
 
   /** The same for `imap listen on` lines. */
   private async reconcileImapListeners(next: Config): Promise<void> {
-    const keyOf = (d: ListenerDecl) => printListener(d, (t) => t.name);
-    const wanted = new Map(next.imap.listeners.map((d) => [keyOf(d), d]));
-    const keep: ImapListener[] = [];
-    for (const l of this.imapListeners) {
-      if (wanted.has(keyOf(l.decl))) keep.push(l);
-      else await l.close();
-    }
-    const have = new Set(keep.map((l) => keyOf(l.decl)));
+    const { keep, close, add } = reconcile(this.imapListeners, next.imap.listeners);
+    for (const l of close) await l.close();
     this.imapListeners = keep;
-    for (const [key, decl] of wanted) {
-      if (have.has(key)) continue;
-      try {
-        await this.bindImap(decl);
-      } catch (err) {
-        this.log.error({ err: (err as Error).message }, 'reload: a new IMAP listener could not be opened');
-      }
+    for (const decl of add) {
+      await this.bindImap(decl).catch((err: Error) => this.log.error({ err: err.message }, 'reload: a new IMAP listener could not be opened'));
     }
   }
 
@@ -470,4 +448,14 @@ export class Appliance {
     await this.mail?.close();
     await this.store?.close();
   }
+}
+
+/** Which bound listeners a new config keeps (same line), which it closes, and which lines are new. */
+function reconcile<L extends { readonly decl: ListenerDecl }>(bound: readonly L[], wanted: readonly ListenerDecl[]): { keep: L[]; close: L[]; add: ListenerDecl[] } {
+  const keyOf = (d: ListenerDecl) => printListener(d, (t) => t.name);
+  const wantedByKey = new Map(wanted.map((d) => [keyOf(d), d]));
+  const keep = bound.filter((l) => wantedByKey.has(keyOf(l.decl)));
+  const close = bound.filter((l) => !wantedByKey.has(keyOf(l.decl)));
+  const have = new Set(keep.map((l) => keyOf(l.decl)));
+  return { keep, close, add: [...wantedByKey].filter(([k]) => !have.has(k)).map(([, d]) => d) };
 }
