@@ -16,15 +16,14 @@ const mainHelp = `usage: appliance <command> [options]      (every command takes
   check     validate the config and print it normalised
   start     run the mail server
   table     list, add, del, lookup table entries
-  queue     show the queue
+  queue     show [--json], flush, remove ID, hold ID, release ID
   reload    make the running appliance re-read its config
   dkim      make a DKIM key (dkim keygen <domain>) and print its DNS record
   cert      certificates: status [--json], renew [NAME] (ACME)
   who       list the logged-in IMAP and submission sessions
   kick      close a user's sessions (kick <user> [cidr])
 
-The config is -c PATH, else $APPLIANCE_CONFIG, else /etc/appliance/appliance.conf.
-Commands still to come: queue flush/remove/hold/release.`;
+The config is -c PATH, else $APPLIANCE_CONFIG, else /etc/appliance/appliance.conf.`;
 
 /** Each verb is loaded only when it runs: a short command should not pay for the whole server. */
 const commands: Record<string, () => Promise<{ run: (args: string[]) => Promise<number>; help: string }>> = {
