@@ -52,7 +52,7 @@ export interface ListenerDecl {
   readonly family?: 'inet4' | 'inet6';
   readonly port: number;
   readonly tls: TlsMode;
-  /** `tls-require verify`: require a client certificate (accepted, checked later). */
+  /** `tls-require verify`: OpenSMTPD's client-certificate check; parsed, not enforced (`check` warns). */
   readonly verify: boolean;
   readonly pki?: string;
   readonly auth?: { readonly table: TableRef; readonly optional: boolean };

@@ -49,6 +49,11 @@ export function validateConfig(config: Config): Diagnostic[] {
     if (l.pki !== undefined && l.tls === 'none') {
       warn(l.pkiPos ?? l.pos, `${label}: pki is given but TLS is not enabled (add tls, tls-require or smtps)`);
     }
+    if (l.verify) {
+      // OpenSMTPD's `verify` asks every client for a certificate; many howtos (the OpenSMTPD seed among them)
+      // use it without meaning that. Said plainly rather than silently ignored.
+      warn(l.pos, `${label}: "verify" (client certificates) is not supported: TLS is required, but clients are not asked for a certificate; authentication is by password`);
+    }
     if (l.auth && l.tls === 'none' && !isLoopbackListener(l)) {
       err(l.pos, `${label}: auth on a listener without TLS would send passwords in clear; add tls, tls-require or smtps (only loopback listeners may omit it)`);
     }
