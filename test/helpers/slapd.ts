@@ -59,6 +59,34 @@ export interface Slapd {
   log(): string;
 }
 
+/**
+ * An ldap.conf with the seed's lookups (as examples/ldap.conf) against a
+ * test slapd: the service bind, domains, aliases, mailboxes, sender maps;
+ * optionally STARTTLS with the test CA and auth_bind with the seed's DN
+ * template; `extra` lines at the end.
+ */
+export function seedLdapConf(slapd: Slapd, o: { url?: string; password?: string; timeout?: string; starttls?: boolean; authBind?: boolean; extra?: string } = {}): string {
+  return [
+    `url ${o.url ?? slapd.url}`,
+    ...(o.starttls ? ['starttls yes', `ca_file ${slapd.caFile}`] : []),
+    `username ${READER_DN}`,
+    `password ${o.password ?? slapd.readerPassword}`,
+    `basedn ${MAIL_OU}`,
+    `timeout ${o.timeout ?? '2s'}`,
+    ...(o.authBind ? ['auth_bind yes', `bind_dn_template uid=%u,${MAIL_OU}`] : []),
+    'domain_filter (|(mailacceptinggeneralid=*@%s)(maildrop=*@%s))',
+    'alias_filter (mailacceptinggeneralid=%s)',
+    'alias_attributes maildrop',
+    'userinfo_filter (&(objectClass=posixAccount)(maildrop=%s))',
+    'userinfo_attributes uidNumber,gidNumber,homeDirectory',
+    'mailaddrmap_filter (&(objectClass=postfixUser)(uid=%s))',
+    'mailaddrmap_attributes mailacceptinggeneralid,maildrop',
+    'mailaddr_filter (|(mailacceptinggeneralid=%s)(maildrop=%s))',
+    o.extra ?? '',
+    '',
+  ].join('\n');
+}
+
 /** The seed's postfixUser schema, in slapd.conf syntax (the seed gives it as cn=config LDIF). */
 export const POSTFIX_SCHEMA = `attributetype ( 1.3.6.1.4.1.4203.666.1.200 NAME 'mailacceptinggeneralid'
   DESC 'Postfix mail local address alias attribute'

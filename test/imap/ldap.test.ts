@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { freePort, startAppliance } from '../helpers/appliance.ts';
 import { RawImap } from '../helpers/imap.ts';
-import { MAIL_OU, READER_DN, startSlapd, type DirectoryUser } from '../helpers/slapd.ts';
+import { seedLdapConf, startSlapd, type DirectoryUser } from '../helpers/slapd.ts';
 import { RawSmtp, dataBlock, transaction } from '../helpers/smtp-client.ts';
 
 t.setTimeout(90_000);
@@ -24,25 +24,7 @@ const slapd = await startSlapd(join(dir, 'slapd'), { users: USERS, tls: true });
 t.teardown(() => slapd.stop());
 
 const ports = { mx: await freePort(), imap: await freePort() };
-writeFileSync(
-  join(dir, 'ldap.conf'),
-  `url ${slapd.url}
-starttls yes
-ca_file ${slapd.caFile}
-username ${READER_DN}
-password ${slapd.readerPassword}
-basedn ${MAIL_OU}
-timeout 3s
-negative_cache_ttl 1s
-auth_bind yes
-bind_dn_template uid=%u,${MAIL_OU}
-domain_filter (|(mailacceptinggeneralid=*@%s)(maildrop=*@%s))
-alias_filter (mailacceptinggeneralid=%s)
-alias_attributes maildrop
-userinfo_filter (&(objectClass=posixAccount)(maildrop=%s))
-userinfo_attributes uidNumber,gidNumber,homeDirectory
-`,
-);
+writeFileSync(join(dir, 'ldap.conf'), seedLdapConf(slapd, { starttls: true, authBind: true, timeout: '3s', extra: 'negative_cache_ttl 1s' }));
 const configPath = join(dir, 'appliance.conf');
 writeFileSync(
   configPath,

@@ -9,7 +9,7 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { freePort, startAppliance } from '../helpers/appliance.ts';
-import { MAIL_OU, READER_DN, startSlapd, type DirectoryUser } from '../helpers/slapd.ts';
+import { seedLdapConf, startSlapd, type DirectoryUser } from '../helpers/slapd.ts';
 import { RawSmtp, dataBlock, transaction } from '../helpers/smtp-client.ts';
 import { run } from '../cli/run.ts';
 
@@ -23,28 +23,8 @@ const slapd = await startSlapd(join(dir, 'slapd'), { users: USERS, tls: true });
 t.teardown(() => slapd.stop());
 
 const ports = { mx: await freePort(), submission: await freePort() };
-writeFileSync(
-  join(dir, 'ldap.conf'),
-  `# the shipped example's lookups, against the test directory
-url ${slapd.url}
-starttls yes
-ca_file ${slapd.caFile}
-username ${READER_DN}
-password ${slapd.readerPassword}
-basedn ${MAIL_OU}
-timeout 3s
-negative_cache_ttl 1s
-auth_bind yes
-bind_dn_template uid=%u,${MAIL_OU}
-domain_filter (|(mailacceptinggeneralid=*@%s)(maildrop=*@%s))
-alias_filter (mailacceptinggeneralid=%s)
-alias_attributes maildrop
-userinfo_filter (&(objectClass=posixAccount)(maildrop=%s))
-userinfo_attributes uidNumber,gidNumber,homeDirectory
-mailaddrmap_filter (&(objectClass=postfixUser)(uid=%s))
-mailaddrmap_attributes mailacceptinggeneralid,maildrop
-`,
-);
+// the shipped example's lookups, against the test directory
+writeFileSync(join(dir, 'ldap.conf'), seedLdapConf(slapd, { starttls: true, authBind: true, timeout: '3s', extra: 'negative_cache_ttl 1s' }));
 const configPath = join(dir, 'appliance.conf');
 writeFileSync(
   configPath,

@@ -12,7 +12,7 @@ import t from 'tap';
 import { LdapTable } from '../../../core/tables/ldap.ts';
 import { ServiceBindError } from '../../../core/tables/ldap-pool.ts';
 import { freePort } from '../../helpers/appliance.ts';
-import { MAIL_OU, READER_DN, makeTestCa, startSlapd, type DirectoryUser } from '../../helpers/slapd.ts';
+import { MAIL_OU, READER_DN, makeTestCa, seedLdapConf, startSlapd, type DirectoryUser } from '../../helpers/slapd.ts';
 
 const USERS: DirectoryUser[] = [
   { uid: 'xomail', password: 'xomail-secret', accepts: ['test0@hosted.example', 'test1@hosted.example'], maildrop: ['xomail@mail.example.org'], home: '/var/vmail/xomail' },
@@ -27,21 +27,7 @@ t.teardown(() => slapd.stop());
 
 /** The example's lookups, against this server. */
 function confText(o: { url?: string; password?: string; timeout?: string; extra?: string } = {}): string {
-  return `url ${o.url ?? slapd.url}
-username ${READER_DN}
-password ${o.password ?? slapd.readerPassword}
-basedn ${MAIL_OU}
-timeout ${o.timeout ?? '2s'}
-domain_filter (|(mailacceptinggeneralid=*@%s)(maildrop=*@%s))
-alias_filter (mailacceptinggeneralid=%s)
-alias_attributes maildrop
-userinfo_filter (&(objectClass=posixAccount)(maildrop=%s))
-userinfo_attributes uidNumber,gidNumber,homeDirectory
-mailaddrmap_filter (&(objectClass=postfixUser)(uid=%s))
-mailaddrmap_attributes mailacceptinggeneralid,maildrop
-mailaddr_filter (|(mailacceptinggeneralid=%s)(maildrop=%s))
-${o.extra ?? ''}
-`;
+  return seedLdapConf(slapd, o);
 }
 
 let n = 0;
