@@ -51,6 +51,8 @@ export class AcmeManager {
   /** Serializes ACME work across pkis. */
   private chain: Promise<unknown> = Promise.resolve();
   private stopped = false;
+  /** The pkis whose checks are running (start, or adopted at a reload). */
+  private readonly begun = new Set<string>();
 
   private constructor(opts: AcmeManagerOptions, responder: ChallengeResponder, accountKey: string) {
     this.opts = opts;
@@ -91,22 +93,32 @@ export class AcmeManager {
 
   /** Schedules a first check of every ACME pki now (in the background). */
   start(): void {
+    for (const pki of this.acmePkis()) this.begin(pki);
+  }
+
+  /** After a reload: ACME pkis new to the config get their first check now; the names. */
+  adopt(): string[] {
+    const added = this.acmePkis().filter((p) => !this.begun.has(p.name));
+    for (const pki of added) this.begin(pki);
+    return added.map((p) => p.name);
+  }
+
+  private begin(pki: PkiDecl): void {
+    this.begun.add(pki.name);
     const directory = this.opts.config().acme.directory;
-    for (const pki of this.acmePkis()) {
-      const info = this.opts.registry.info(pki.name);
-      const state = this.state(pki.name);
-      // A restart (or a crash loop) does not reset the backoff against the same CA.
-      const backoff = state.lastOutcome === 'failed' && state.directory === directory && state.nextCheck && new Date(state.nextCheck) > new Date() ? new Date(state.nextCheck) : undefined;
-      if (info?.source !== 'acme') {
-        this.opts.log.warn(
-          { pki: pki.name, directory, ...(backoff ? { nextAttempt: backoff.toISOString(), lastError: state.lastError } : {}) },
-          backoff
-            ? `no ACME certificate for ${pki.name} yet; the last attempt failed, the next is at ${backoff.toISOString()} ("appliance cert renew" tries now); the self-signed certificate is served until then`
-            : `no ACME certificate for ${pki.name} yet: requesting one; the self-signed certificate is served until it is issued`,
-        );
-      }
-      this.schedule(pki.name, info?.source !== 'acme' && backoff ? backoff : new Date());
+    const info = this.opts.registry.info(pki.name);
+    const state = this.state(pki.name);
+    // A restart (or a crash loop) does not reset the backoff against the same CA.
+    const backoff = state.lastOutcome === 'failed' && state.directory === directory && state.nextCheck && new Date(state.nextCheck) > new Date() ? new Date(state.nextCheck) : undefined;
+    if (info?.source !== 'acme') {
+      this.opts.log.warn(
+        { pki: pki.name, directory, ...(backoff ? { nextAttempt: backoff.toISOString(), lastError: state.lastError } : {}) },
+        backoff
+          ? `no ACME certificate for ${pki.name} yet; the last attempt failed, the next is at ${backoff.toISOString()} ("appliance cert renew" tries now); the self-signed certificate is served until then`
+          : `no ACME certificate for ${pki.name} yet: requesting one; the self-signed certificate is served until it is issued`,
+      );
     }
+    this.schedule(pki.name, info?.source !== 'acme' && backoff ? backoff : new Date());
   }
 
   status(now = Date.now()): CertStatusView[] {

@@ -406,6 +406,12 @@ export class Appliance {
     await oldTables?.close();
     await this.reconcileListeners(next);
     await this.reconcileImapListeners(next);
+    if (this.acme) {
+      const adopted = this.acme.adopt();
+      if (adopted.length > 0) this.log.info({ pki: adopted }, 'new ACME pkis: certificates requested');
+    } else if ([...next.pki.values()].some((p) => p.acme)) {
+      this.log.warn('the first "pki … acme" takes effect at the next restart (the challenge listener is bound at start); a self-signed certificate is served until then');
+    }
     this.log.info({ files: next.files }, 'config reloaded');
     return { ok: true };
   }

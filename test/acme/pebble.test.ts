@@ -10,7 +10,7 @@
  * down (error and backoff in `cert status`), and after a restart serves the
  * stored certificate without a new order.
  */
-import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { ImapFlow } from 'imapflow';
@@ -51,9 +51,9 @@ async function certStatus(configPath: string): Promise<Status> {
 }
 
 /** The certificate presented on an implicit-TLS connection, verified against `ca`. */
-function implicitTlsSerial(port: number, ca: string): Promise<string> {
+function implicitTlsSerial(port: number, ca: string, servername = 'smtp.example.test'): Promise<string> {
   return new Promise((resolve, reject) => {
-    const s = tlsConnect({ host: '127.0.0.1', port, ca, servername: 'smtp.example.test' }, () => {
+    const s = tlsConnect({ host: '127.0.0.1', port, ca, servername }, () => {
       const serial = s.getPeerCertificate().serialNumber;
       s.destroy();
       resolve(serial);
@@ -284,4 +284,17 @@ acme challenge http-01 listen on 127.0.0.1 port ${challengePort}`,
   t.equal(status.source, 'acme', 'the pebble certificate is in service');
   t.equal(status.last_outcome, 'issued', 'cert status: issued');
   t.equal(status.last_error, null, 'the old error is cleared');
+
+  // A reload that adds an ACME pki (and a listener using it): requested at once, served without a restart.
+  dns.set('other.example.test', [{ type: 'A', address: '127.0.0.1' }]);
+  const port = await freePort();
+  writeFileSync(path, `${readFileSync(path, 'utf8')}pki other.example.test acme\nlisten on 127.0.0.1 port ${port} smtps pki other.example.test tag MX\n`);
+  const reload = await run(['reload', '-c', path]);
+  t.equal(reload.code, 0, `reload: ${reload.stderr}`);
+  await waitFor('the new pki issued', () => logged(app, 'certificate issued and installed for other.example.test').length > 0, 30_000);
+  const root = await pebble.issuingRoot();
+  const serial = await implicitTlsSerial(port, root, 'other.example.test');
+  const other = (JSON.parse((await run(['cert', 'status', '--json', '-c', path])).stdout) as Status[]).find((x) => x.name === 'other.example.test')!;
+  t.equal(other.source, 'acme', 'the added pki is served from pebble');
+  t.equal(serial, other.serial, 'its listener presents it, verified against pebble\'s root');
 });
