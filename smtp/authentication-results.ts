@@ -11,7 +11,8 @@
  * that claim our authserv-id are removed (RFC 8601 §5), so a sender cannot
  * forge our verdict; others' are left alone.
  *
- * DNS is bounded: each query gives up after a few seconds and the whole
+ * DNS is cached briefly in-process (answers for a minute, negatives for
+ * half of that, failures never) and bounded: each query gives up after a few seconds and the whole
  * verification after VERIFY_BUDGET_MS, after which every lookup fails at once
  * and the verdicts read `temperror` — the 250 is never held longer than that.
  */
@@ -64,10 +65,42 @@ function dnsLookup(config: Config): DnsLookup {
       const { host, port } = config.resolver;
       r.setServers([host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`]);
     }
-    fn = (name, rrtype) => r.resolve(name, rrtype as 'TXT') as Promise<unknown>;
+    fn = cached((name, rrtype) => r.resolve(name, rrtype as 'TXT') as Promise<unknown>);
     resolvers.set(key, fn);
   }
   return fn;
+}
+
+/** Answers kept this long: senders repeat (a mailing list, a busy domain) and c-ares keeps nothing. */
+const ANSWER_TTL_MS = 60_000;
+/** "No such name" / "no such record" kept this long (RFC 2308 negative caching, bounded). */
+const NEGATIVE_TTL_MS = 30_000;
+const CACHE_ENTRIES = 10_000;
+
+/**
+ * A small in-process cache in front of the resolver: found answers and
+ * definite negatives (ENOTFOUND, ENODATA) for a minute at most; failures
+ * (timeouts, refused) are never kept. The oldest entry goes first when full.
+ */
+function cached(lookup: DnsLookup): DnsLookup {
+  const entries = new Map<string, { expires: number; answer: Promise<unknown> }>();
+  return (name, rrtype) => {
+    const key = `${rrtype} ${name.toLowerCase()}`;
+    const now = Date.now();
+    const hit = entries.get(key);
+    // Each caller gets its own copy: nothing mailauth does to an answer can reach the next message.
+    if (hit && hit.expires > now) return hit.answer.then((a) => structuredClone(a));
+    if (hit) entries.delete(key);
+    const answer = lookup(name, rrtype);
+    const entry = { expires: now + ANSWER_TTL_MS, answer };
+    entries.set(key, entry);
+    if (entries.size > CACHE_ENTRIES) entries.delete(entries.keys().next().value!);
+    answer.catch((err: { code?: string }) => {
+      if (err.code === 'ENOTFOUND' || err.code === 'ENODATA') entry.expires = Math.min(entry.expires, Date.now() + NEGATIVE_TTL_MS);
+      else if (entries.get(key) === entry) entries.delete(key);
+    });
+    return answer.then((a) => structuredClone(a));
+  };
 }
 
 /** The lookup function for one message: fails fast (ETIMEOUT) once the budget is spent. */

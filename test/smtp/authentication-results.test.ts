@@ -79,6 +79,28 @@ t.test('verifyMessage: a large signed message in small chunks, and an unsigned o
   t.ok(read < 10_000, `only the header block was read (${read} bytes)`);
 });
 
+t.test('DNS answers and definite negatives are cached briefly, failures are not', async (t) => {
+  const dns = await startDnsServer({ 'c.test': [{ type: 'TXT', strings: 'v=spf1 ip4:127.0.0.1 -all' }] });
+  t.teardown(() => dns.close());
+  dns.fail('f.test', 'SERVFAIL');
+  const config = { resolver: { host: '127.0.0.1', port: dns.port } } as unknown as Config;
+  const message = (from: string) => Readable.from([Buffer.from(`From: <x@${from}>\r\nSubject: c\r\n\r\nbody\r\n`)]);
+  const facts = (domain: string) => ({ ip: '127.0.0.1', helo: 'mx.c.test', sender: `x@${domain}`, mta: 'mail.example.test' });
+  const first = await verifyMessage(message('c.test'), facts('c.test'), config);
+  t.equal(first.verdicts.spf, 'pass');
+  t.equal(first.verdicts.dmarc, 'none', 'no DMARC record (NXDOMAIN)');
+  const asked = dns.queries.length;
+  t.ok(asked >= 2, `the first message asked (${asked} queries)`);
+  const second = await verifyMessage(message('c.test'), facts('c.test'), config);
+  t.same(second.verdicts, first.verdicts, 'the same verdicts');
+  t.equal(dns.queries.length, asked, 'the second message asked nothing: answers and the NXDOMAIN came from the cache');
+  const broken = await verifyMessage(message('f.test'), facts('f.test'), config);
+  t.equal(broken.verdicts.spf, 'temperror', 'SERVFAIL: temperror');
+  const afterBroken = dns.queries.length;
+  await verifyMessage(message('f.test'), facts('f.test'), config);
+  t.ok(dns.queries.length > afterBroken, 'a SERVFAIL is asked again, not cached');
+});
+
 t.test('verdicts recorded for mail from outside', async (t) => {
   const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
   const p = publicKey.export({ type: 'spki', format: 'der' }).toString('base64');
