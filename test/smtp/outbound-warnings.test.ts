@@ -17,14 +17,15 @@ t.test('one delay warning per interval, naming the waiting recipient', async (t)
   });
   t.teardown(() => dns.close());
   const dir = t.testdir();
-  const cfg = await writeConfig(dir, { resolver: `127.0.0.1:${dns.port}`, extra: 'bounce warn-interval 3s\nqueue ttl 1h\n' });
+  const cfg = await writeConfig(dir, { resolver: `127.0.0.1:${dns.port}`, extra: 'bounce warn-interval 6s\nqueue ttl 1h\n' });
   const app = await startAppliance(cfg.path, dir);
   t.teardown(() => app.kill9());
 
   await submit(cfg.ports.submission, { to: ['late@slow.test'], subject: 'warn me', text: 'hello\r\n' });
   await queueFlush(cfg.path);
   t.equal(bouncesFor(cfg.dataDir, 'warn me').length, 0, 'no warning before the interval');
-  await sleep(3200);
+  // 6 s: the second warning is due 12 s after submission, leaving a loaded CI machine about 6 s to check there is none yet.
+  await sleep(6200);
   await queueFlush(cfg.path);
   await waitFor('a delay warning', () => bouncesFor(cfg.dataDir, 'warn me').length === 1, 10_000);
   const dsn = bouncesFor(cfg.dataDir, 'warn me')[0]!;
