@@ -137,14 +137,18 @@ export class LdapTable implements Table {
       case 'alias':
       case 'mailaddrmap': {
         const out = new Map<string, string>();
+        let dropped = 0;
         for (const e of entries) {
           for (const a of q.attributes) {
             for (const v of attributeValues(e, a)) {
               const t = v.trim();
-              if (t !== '' && out.size < MAX_LDAP_VALUES) out.set(t.toLowerCase(), kind === 'mailaddrmap' ? t.toLowerCase() : t);
+              if (t === '') continue;
+              if (out.size < MAX_LDAP_VALUES || out.has(t.toLowerCase())) out.set(t.toLowerCase(), kind === 'mailaddrmap' ? t.toLowerCase() : t);
+              else dropped++;
             }
           }
         }
+        if (dropped > 0) this.onWarning(`table ${this.name}: ${kind} lookup of "${key}" has more than ${MAX_LDAP_VALUES} values; ${dropped} were left out`);
         return out.size > 0 ? found([...out.values()]) : notFound;
       }
       case 'credentials': {
