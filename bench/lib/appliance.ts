@@ -27,8 +27,11 @@ export interface ApplianceInstance {
   stop(): Promise<void>;
 }
 
-/** `config` gets the lines after hostname, data-dir, user (default root: nothing to chown) and control socket. */
-export async function startAppliance(o: { dir: string; config: readonly string[]; started: Started; user?: string }): Promise<ApplianceInstance> {
+/**
+ * `config` gets the lines after hostname, data-dir, user (default root: nothing to chown) and control socket;
+ * `nodeArgs` go before the script (e.g. `--cpu-prof --cpu-prof-dir DIR`).
+ */
+export async function startAppliance(o: { dir: string; config: readonly string[]; started: Started; user?: string; nodeArgs?: readonly string[] }): Promise<ApplianceInstance> {
   mkdirSync(o.dir, { recursive: true });
   const conf = join(o.dir, 'appliance.conf');
   const dataDir = join(o.dir, 'data');
@@ -38,7 +41,7 @@ export async function startAppliance(o: { dir: string; config: readonly string[]
   );
   const log = join(o.dir, 'appliance.log');
   const fd = openSync(log, 'a');
-  const child = o.started.track(spawn(NODE, [MAIN, 'start', '-c', conf], { stdio: ['ignore', fd, fd], detached: true, env: { ...process.env, APPLIANCE_CONFIG: '' } }));
+  const child = o.started.track(spawn(NODE, [...(o.nodeArgs ?? []), MAIN, 'start', '-c', conf], { stdio: ['ignore', fd, fd], detached: true, env: { ...process.env, APPLIANCE_CONFIG: '' } }));
   closeSync(fd);
   const until = Date.now() + 20_000;
   while (!readFileSync(log, 'utf8').includes('"appliance ready"')) {
