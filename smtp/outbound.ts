@@ -75,6 +75,8 @@ export class OutboundRunner {
   private again = false;
   private lastHousekeeping = 0;
   private forceHousekeeping = false;
+  /** MX answers of the pass running, by domain. */
+  private mxOfPass: Map<string, ReturnType<MxResolver['resolve']>> | null = null;
   /** Connections kept open after a transaction, by route: messages to the same host reuse them. */
   private readonly idle = new Map<string, { conn: SMTPConnection; timer: NodeJS.Timeout }[]>();
 
@@ -132,35 +134,99 @@ export class OutboundRunner {
       await this.expire(config);
       await this.warnDelays(config);
     }
-    const jobs: Job[] = [];
-    for await (const group of this.d.queue.claimDue(this.now(), (r) => r.transport === 'relay')) {
-      jobs.push(...this.split(config, group.message, [...group.recipients]));
-    }
     const maxConcurrent = this.d.maxConcurrent ?? config.queue.concurrency;
     const maxPer = this.d.maxPerDestination ?? config.queue.destinationConcurrency;
-    const pending = [...jobs];
+    // MX answers are shared by the jobs of one pass (mx.ts caches nothing; the next pass asks again).
+    this.mxOfPass = new Map();
+    // Jobs wait per destination; destinations are served round-robin. Delivery starts while the
+    // claims go on (a large flush does not wait for its last claim before its first connection).
+    const pending = new Map<string, Job[]>();
+    let claiming = true;
+    let claimError: unknown;
+    let wake: (() => void) | null = null;
+    const signal = () => {
+      const w = wake;
+      wake = null;
+      w?.();
+    };
+    const claims = (async () => {
+      try {
+        for await (const group of this.d.queue.claimDue(this.now(), (r) => r.transport === 'relay')) {
+          for (const job of this.split(config, group.message, [...group.recipients])) {
+            const list = pending.get(job.destination);
+            if (list) list.push(job);
+            else pending.set(job.destination, [job]);
+          }
+          signal();
+          if (this.stopping) break;
+        }
+      } catch (err) {
+        claimError = err;
+      } finally {
+        claiming = false;
+        signal();
+      }
+    })();
     const inFlight = new Set<Promise<void>>();
-    while (pending.length > 0 || inFlight.size > 0) {
-      if (this.stopping) break;
-      const i = pending.findIndex((j) => this.active < maxConcurrent && (this.perDestination.get(j.destination) ?? 0) < maxPer);
-      if (i === -1 || pending.length === 0) {
-        if (inFlight.size === 0) break;
-        await Promise.race(inFlight);
+    // Outcomes being written (group commit): a slot takes its next job without waiting for them.
+    const recording = new Set<Promise<void>>();
+    let recordError: unknown;
+    // Destinations whose job just ended: their connection waits in the pool, so their next job
+    // goes first and reuses it (otherwise, with more destinations than slots, the pool is trimmed
+    // for other routes and nearly every message pays a new connection).
+    const warm: string[] = [];
+    const take = (destination: string, list: Job[]): Job => {
+      const job = list.shift()!;
+      pending.delete(destination);
+      if (list.length > 0) pending.set(destination, list); // round-robin: to the back of the line
+      return job;
+    };
+    const next = (): Job | undefined => {
+      if (this.active >= maxConcurrent) return undefined;
+      while (warm.length > 0) {
+        const destination = warm.shift()!;
+        const list = pending.get(destination);
+        if (list && (this.perDestination.get(destination) ?? 0) < maxPer) return take(destination, list);
+      }
+      for (const [destination, list] of pending) {
+        if ((this.perDestination.get(destination) ?? 0) >= maxPer) continue;
+        return take(destination, list);
+      }
+      return undefined;
+    };
+    while (!this.stopping && (claiming || pending.size > 0 || inFlight.size > 0)) {
+      const job = next();
+      if (!job) {
+        if (inFlight.size === 0 && !claiming) break;
+        const woken = new Promise<void>((r) => (wake = r));
+        await Promise.race(claiming ? [woken, ...inFlight] : inFlight);
         continue;
       }
-      const job = pending.splice(i, 1)[0]!;
       this.active++;
       this.perDestination.set(job.destination, (this.perDestination.get(job.destination) ?? 0) + 1);
-      const p: Promise<void> = this.run(job).finally(() => {
+      const p: Promise<void> = this.run(job).then(({ recorded }) => {
+        const r: Promise<void> = recorded
+          .catch((err: unknown) => {
+            recordError ??= err;
+          })
+          .finally(() => recording.delete(r));
+        recording.add(r);
+      }).finally(() => {
         this.active--;
         this.perDestination.set(job.destination, (this.perDestination.get(job.destination) ?? 1) - 1);
         inFlight.delete(p);
+        if (pending.has(job.destination)) warm.push(job.destination);
       });
       inFlight.add(p);
     }
+    await claims;
     await Promise.all(inFlight);
+    await Promise.all(recording);
+    this.mxOfPass = null;
     // Connections are shared within a pass (a flush of many messages to one host); each pass ends with QUIT.
     this.closeIdle();
+    if (claimError) throw claimError;
+    if (recordError) throw recordError;
   }
 
   /** Recipients of one message → jobs: one per relay action and destination domain. */
@@ -183,7 +249,12 @@ export class OutboundRunner {
     return [...jobs.values()];
   }
 
-  private async run(job: Job): Promise<void> {
+  /**
+   * One attempt: the SMTP transaction and its log lines. Resolves when the
+   * connection is free again, with the recording of the outcome still under
+   * way (`recorded`): the slot does not wait for that fsync, the pass does.
+   */
+  private async run(job: Job): Promise<{ recorded: Promise<void> }> {
     const started = this.now();
     let outcomes: Outcome[];
     let via = '';
@@ -203,7 +274,7 @@ export class OutboundRunner {
         `delivery ${o.kind === 'delivered' ? 'sent' : o.kind === 'failed' ? 'bounced' : 'deferred'}`,
       );
     }
-    await this.record(job.message, outcomes, via);
+    return { recorded: this.record(job.message, outcomes, via) };
   }
 
   /** Bounces first (queued), then the outcome: a crash in between can only duplicate a DSN. */
@@ -296,7 +367,12 @@ export class OutboundRunner {
       const h = job.action.host;
       targets = [{ host: h.host, port: h.port, servername: h.host, addresses: [h.host] }];
     } else {
-      const r = await this.d.mx.resolve(job.destination);
+      let answer = this.mxOfPass?.get(job.destination);
+      if (!answer) {
+        answer = this.d.mx.resolve(job.destination);
+        this.mxOfPass?.set(job.destination, answer);
+      }
+      const r = await answer;
       switch (r.kind) {
         case 'null-mx':
           return { outcomes: all('failed', `domain ${job.destination} does not accept mail (null MX)`, '5.1.10'), via: '', tls: 'none' };
@@ -320,7 +396,7 @@ export class OutboundRunner {
         }
       }
     }
-    const body = await readAll(this.d.queue.body(job.message.id));
+    const body = await this.d.queue.bodyOf(job.message);
     const signed = await this.sign(body);
     let lastError = 'no mail server could be reached';
     for (const target of targets) {
@@ -642,12 +718,6 @@ function isVerifyError(err: { code?: string; message: string }): boolean {
 function hasEightBit(buf: Buffer): boolean {
   for (const b of buf) if (b > 0x7f) return true;
   return false;
-}
-
-async function readAll(stream: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of stream) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
 }
 
 /** The header block of a queued message (bounded), for DSNs. */
