@@ -419,7 +419,15 @@ async function startOpenSMTPD(route: Route, label: string): Promise<Server> {
       let n = 0;
       const qdir = join(smtpd.spool, 'queue');
       if (!existsSync(qdir)) return 0;
-      for (const b of readdirSync(qdir)) for (const m of readdirSync(join(qdir, b))) n += readdirSync(join(qdir, b, m)).filter((f) => f !== 'message').length;
+      // Directories come and go while it delivers: one that vanished between listing and reading counts 0.
+      const list = (p: string): string[] => {
+        try {
+          return readdirSync(p);
+        } catch {
+          return [];
+        }
+      };
+      for (const b of list(qdir)) for (const m of list(join(qdir, b))) n += list(join(qdir, b, m)).filter((f) => f !== 'message').length;
       return n;
     },
     stop: smtpd.stop,
