@@ -17,6 +17,11 @@
  *   connection is kept after a transaction, so several messages to one host
  *   share it (RSET after a refused transaction; a kept connection the server
  *   has closed meanwhile is replaced transparently); the pass ends with QUIT.
+ *   When a job ends, the next job of its destination goes first, so it finds
+ *   that connection still in the pool; other destinations are served
+ *   round-robin. Delivery starts while the pass is still claiming; MX answers
+ *   are shared within a pass; a slot does not wait for the previous outcome's
+ *   synced write (the pass waits for all of them before it ends).
  */
 import { isIP } from 'node:net';
 import { Readable } from 'node:stream';
