@@ -103,7 +103,7 @@ export class OutboundRunner {
     this.stopping = true;
     if (this.timer) clearInterval(this.timer);
     await this.running;
-    this.closeIdle();
+    await this.closeIdle();
   }
 
   /** `queue flush`: a pass that also checks expiry and delay warnings now. */
@@ -229,7 +229,7 @@ export class OutboundRunner {
     await Promise.all(recording);
     this.mxOfPass = null;
     // Connections are shared within a pass (a flush of many messages to one host); each pass ends with QUIT.
-    this.closeIdle();
+    await this.closeIdle();
     if (claimError) throw claimError;
     if (recordError) throw recordError;
   }
@@ -650,10 +650,32 @@ export class OutboundRunner {
     list.push(entry);
   }
 
-  private closeIdle(): void {
+  /**
+   * QUIT on every idle connection; resolves when their sockets are closed (at
+   * most CLOSE_WAIT_MS, then they are destroyed). The next pass starts after
+   * that, so its new connections never add to ones still closing: the global
+   * limit holds as the receiving side counts.
+   */
+  private async closeIdle(): Promise<void> {
+    const closing: Promise<void>[] = [];
     for (const list of this.idle.values()) {
       for (const e of list) {
         clearTimeout(e.timer);
+        const sock = (e.conn as unknown as { _socket?: { destroyed: boolean; once(ev: 'close', f: () => void): void; destroy(): void } })._socket;
+        if (sock && !sock.destroyed) {
+          closing.push(
+            new Promise<void>((resolve) => {
+              const t = setTimeout(() => {
+                sock.destroy();
+                resolve();
+              }, CLOSE_WAIT_MS);
+              sock.once('close', () => {
+                clearTimeout(t);
+                resolve();
+              });
+            }),
+          );
+        }
         try {
           e.conn.quit();
         } catch {
@@ -662,6 +684,7 @@ export class OutboundRunner {
       }
     }
     this.idle.clear();
+    await Promise.all(closing);
   }
 
 }
@@ -678,6 +701,8 @@ function duration(ms: number): string {
 
 /** How long a connection waits for the next message to its host. */
 const IDLE_CONNECTION_MS = 5_000;
+/** How long the end of a pass waits for its idle connections to close after QUIT. */
+const CLOSE_WAIT_MS = 2_000;
 /** How often expiry and delay warnings are checked. */
 const HOUSEKEEPING_MS = 30_000;
 
