@@ -20,8 +20,9 @@
  *   When a job ends, the next job of its destination goes first, so it finds
  *   that connection still in the pool; other destinations are served
  *   round-robin. Delivery starts while the pass is still claiming; MX answers
- *   are shared within a pass; a slot does not wait for the previous outcome's
- *   synced write (the pass waits for all of them before it ends).
+ *   are shared within a pass. A slot is held until its outcome is synced:
+ *   after kill -9, at most `queue concurrency` messages were sent but not
+ *   recorded (those are sent again).
  */
 import { isIP } from 'node:net';
 import { Readable } from 'node:stream';
@@ -173,9 +174,6 @@ export class OutboundRunner {
       }
     })();
     const inFlight = new Set<Promise<void>>();
-    // Outcomes being written (group commit): a slot takes its next job without waiting for them.
-    const recording = new Set<Promise<void>>();
-    let recordError: unknown;
     // Destinations whose job just ended: their connection waits in the pool, so their next job
     // goes first and reuses it (otherwise, with more destinations than slots, the pool is trimmed
     // for other routes and nearly every message pays a new connection).
@@ -209,14 +207,7 @@ export class OutboundRunner {
       }
       this.active++;
       this.perDestination.set(job.destination, (this.perDestination.get(job.destination) ?? 0) + 1);
-      const p: Promise<void> = this.run(job).then(({ recorded }) => {
-        const r: Promise<void> = recorded
-          .catch((err: unknown) => {
-            recordError ??= err;
-          })
-          .finally(() => recording.delete(r));
-        recording.add(r);
-      }).finally(() => {
+      const p: Promise<void> = this.run(job).finally(() => {
         this.active--;
         this.perDestination.set(job.destination, (this.perDestination.get(job.destination) ?? 1) - 1);
         inFlight.delete(p);
@@ -226,12 +217,10 @@ export class OutboundRunner {
     }
     await claims;
     await Promise.all(inFlight);
-    await Promise.all(recording);
     this.mxOfPass = null;
     // Connections are shared within a pass (a flush of many messages to one host); each pass ends with QUIT.
     await this.closeIdle();
     if (claimError) throw claimError;
-    if (recordError) throw recordError;
   }
 
   /** Recipients of one message → jobs: one per relay action and destination domain. */
@@ -255,11 +244,12 @@ export class OutboundRunner {
   }
 
   /**
-   * One attempt: the SMTP transaction and its log lines. Resolves when the
-   * connection is free again, with the recording of the outcome still under
-   * way (`recorded`): the slot does not wait for that fsync, the pass does.
+   * One attempt: the SMTP transaction, its log lines, then the outcome,
+   * synced. The slot is held until then, so after kill -9 the messages sent
+   * but not yet recorded (delivered again: at-least-once) are at most the
+   * global concurrency.
    */
-  private async run(job: Job): Promise<{ recorded: Promise<void> }> {
+  private async run(job: Job): Promise<void> {
     const started = this.now();
     let outcomes: Outcome[];
     let via = '';
@@ -279,7 +269,7 @@ export class OutboundRunner {
         `delivery ${o.kind === 'delivered' ? 'sent' : o.kind === 'failed' ? 'bounced' : 'deferred'}`,
       );
     }
-    return { recorded: this.record(job.message, outcomes, via) };
+    await this.record(job.message, outcomes, via);
   }
 
   /** Bounces first (queued), then the outcome: a crash in between can only duplicate a DSN. */
