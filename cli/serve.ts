@@ -304,7 +304,17 @@ export class Appliance {
       'queue.flush': async (_params, progress) => {
         const q = this.queue!;
         let scheduled = 0;
-        for await (const m of q.list()) if (await q.schedule(m.id)) scheduled++;
+        // 128 at a time, concurrently: group commit writes each lot with one fsync, not one per message.
+        let ids: string[] = [];
+        const scheduleLot = async () => {
+          for (const done of await Promise.all(ids.map((id) => q.schedule(id)))) if (done) scheduled++;
+          ids = [];
+        };
+        for await (const m of q.list()) {
+          ids.push(m.id);
+          if (ids.length >= 128) await scheduleLot();
+        }
+        await scheduleLot();
         progress(`${scheduled} messages scheduled now`);
         await this.localRetry!.runOnce();
         await this.outbound!.flush();

@@ -17,6 +17,12 @@
  *   connection is kept after a transaction, so several messages to one host
  *   share it (RSET after a refused transaction; a kept connection the server
  *   has closed meanwhile is replaced transparently); the pass ends with QUIT.
+ *   When a job ends, the next job of its destination goes first, so it finds
+ *   that connection still in the pool; other destinations are served
+ *   round-robin. Delivery starts while the pass is still claiming; MX answers
+ *   are shared within a pass. A slot is held until its outcome is synced:
+ *   after kill -9, at most `queue concurrency` messages were sent but not
+ *   recorded (those are sent again).
  */
 import { isIP } from 'node:net';
 import { Readable } from 'node:stream';
@@ -78,6 +84,8 @@ export class OutboundRunner {
   private again = false;
   private lastHousekeeping = 0;
   private forceHousekeeping = false;
+  /** MX answers of the pass running, by domain. */
+  private mxOfPass: Map<string, ReturnType<MxResolver['resolve']>> | null = null;
   /** Connections kept open after a transaction, by route: messages to the same host reuse them. */
   private readonly idle = new Map<string, { conn: SMTPConnection; timer: NodeJS.Timeout }[]>();
 
@@ -99,7 +107,7 @@ export class OutboundRunner {
     this.stopping = true;
     if (this.timer) clearInterval(this.timer);
     await this.running;
-    this.closeIdle();
+    await this.closeIdle();
   }
 
   /** `queue flush`: a pass that also checks expiry and delay warnings now. */
@@ -135,35 +143,87 @@ export class OutboundRunner {
       await this.expire(config);
       await this.warnDelays(config);
     }
-    const jobs: Job[] = [];
-    for await (const group of this.d.queue.claimDue(this.now(), (r) => r.transport === 'relay')) {
-      jobs.push(...this.split(config, group.message, [...group.recipients]));
-    }
     const maxConcurrent = this.d.maxConcurrent ?? config.queue.concurrency;
     const maxPer = this.d.maxPerDestination ?? config.queue.destinationConcurrency;
-    const pending = [...jobs];
+    // MX answers are shared by the jobs of one pass (mx.ts caches nothing; the next pass asks again).
+    this.mxOfPass = new Map();
+    // Jobs wait per destination; destinations are served round-robin. Delivery starts while the
+    // claims go on (a large flush does not wait for its last claim before its first connection).
+    const pending = new Map<string, Job[]>();
+    let claiming = true;
+    let claimError: unknown;
+    let wake: (() => void) | null = null;
+    const signal = () => {
+      const w = wake;
+      wake = null;
+      w?.();
+    };
+    const claims = (async () => {
+      try {
+        for await (const group of this.d.queue.claimDue(this.now(), (r) => r.transport === 'relay')) {
+          for (const job of this.split(config, group.message, [...group.recipients])) {
+            const list = pending.get(job.destination);
+            if (list) list.push(job);
+            else pending.set(job.destination, [job]);
+          }
+          signal();
+          if (this.stopping) break;
+        }
+      } catch (err) {
+        claimError = err;
+      } finally {
+        claiming = false;
+        signal();
+      }
+    })();
     const inFlight = new Set<Promise<void>>();
-    while (pending.length > 0 || inFlight.size > 0) {
-      if (this.stopping) break;
-      const i = pending.findIndex((j) => this.active < maxConcurrent && (this.perDestination.get(j.destination) ?? 0) < maxPer);
-      if (i === -1 || pending.length === 0) {
-        if (inFlight.size === 0) break;
-        await Promise.race(inFlight);
+    // Destinations whose job just ended: their connection waits in the pool, so their next job
+    // goes first and reuses it (otherwise, with more destinations than slots, the pool is trimmed
+    // for other routes and nearly every message pays a new connection).
+    const warm: string[] = [];
+    const take = (destination: string, list: Job[]): Job => {
+      const job = list.shift()!;
+      pending.delete(destination);
+      if (list.length > 0) pending.set(destination, list); // round-robin: to the back of the line
+      return job;
+    };
+    const next = (): Job | undefined => {
+      if (this.active >= maxConcurrent) return undefined;
+      while (warm.length > 0) {
+        const destination = warm.shift()!;
+        const list = pending.get(destination);
+        if (list && (this.perDestination.get(destination) ?? 0) < maxPer) return take(destination, list);
+      }
+      for (const [destination, list] of pending) {
+        if ((this.perDestination.get(destination) ?? 0) >= maxPer) continue;
+        return take(destination, list);
+      }
+      return undefined;
+    };
+    while (!this.stopping && (claiming || pending.size > 0 || inFlight.size > 0)) {
+      const job = next();
+      if (!job) {
+        if (inFlight.size === 0 && !claiming) break;
+        const woken = new Promise<void>((r) => (wake = r));
+        await Promise.race(claiming ? [woken, ...inFlight] : inFlight);
         continue;
       }
-      const job = pending.splice(i, 1)[0]!;
       this.active++;
       this.perDestination.set(job.destination, (this.perDestination.get(job.destination) ?? 0) + 1);
       const p: Promise<void> = this.run(job).finally(() => {
         this.active--;
         this.perDestination.set(job.destination, (this.perDestination.get(job.destination) ?? 1) - 1);
         inFlight.delete(p);
+        if (pending.has(job.destination)) warm.push(job.destination);
       });
       inFlight.add(p);
     }
+    await claims;
     await Promise.all(inFlight);
+    this.mxOfPass = null;
     // Connections are shared within a pass (a flush of many messages to one host); each pass ends with QUIT.
-    this.closeIdle();
+    await this.closeIdle();
+    if (claimError) throw claimError;
   }
 
   /** Recipients of one message → jobs: one per relay action and destination domain. */
@@ -186,6 +246,12 @@ export class OutboundRunner {
     return [...jobs.values()];
   }
 
+  /**
+   * One attempt: the SMTP transaction, its log lines, then the outcome,
+   * synced. The slot is held until then, so after kill -9 the messages sent
+   * but not yet recorded (delivered again: at-least-once) are at most the
+   * global concurrency.
+   */
   private async run(job: Job): Promise<void> {
     const started = this.now();
     let outcomes: Outcome[];
@@ -301,7 +367,12 @@ export class OutboundRunner {
       const h = job.action.host;
       targets = [{ host: h.host, port: h.port, servername: h.host, addresses: [h.host] }];
     } else {
-      const r = await this.d.mx.resolve(job.destination);
+      let answer = this.mxOfPass?.get(job.destination);
+      if (!answer) {
+        answer = this.d.mx.resolve(job.destination);
+        this.mxOfPass?.set(job.destination, answer);
+      }
+      const r = await answer;
       switch (r.kind) {
         case 'null-mx':
           return { outcomes: all('failed', `domain ${job.destination} does not accept mail (null MX)`, '5.1.10'), via: '', tls: 'none' };
@@ -325,7 +396,7 @@ export class OutboundRunner {
         }
       }
     }
-    const body = await readAll(this.d.queue.body(job.message.id));
+    const body = await this.d.queue.bodyOf(job.message);
     const signed = await this.sign(body);
     let lastError = 'no mail server could be reached';
     for (const target of targets) {
@@ -574,10 +645,32 @@ export class OutboundRunner {
     list.push(entry);
   }
 
-  private closeIdle(): void {
+  /**
+   * QUIT on every idle connection; resolves when their sockets are closed (at
+   * most CLOSE_WAIT_MS, then they are destroyed). The next pass starts after
+   * that, so its new connections never add to ones still closing: the global
+   * limit holds as the receiving side counts.
+   */
+  private async closeIdle(): Promise<void> {
+    const closing: Promise<void>[] = [];
     for (const list of this.idle.values()) {
       for (const e of list) {
         clearTimeout(e.timer);
+        const sock = (e.conn as unknown as { _socket?: { destroyed: boolean; once(ev: 'close', f: () => void): void; destroy(): void } })._socket;
+        if (sock && !sock.destroyed) {
+          closing.push(
+            new Promise<void>((resolve) => {
+              const t = setTimeout(() => {
+                sock.destroy();
+                resolve();
+              }, CLOSE_WAIT_MS);
+              sock.once('close', () => {
+                clearTimeout(t);
+                resolve();
+              });
+            }),
+          );
+        }
         try {
           e.conn.quit();
         } catch {
@@ -586,6 +679,7 @@ export class OutboundRunner {
       }
     }
     this.idle.clear();
+    await Promise.all(closing);
   }
 
 }
@@ -602,6 +696,8 @@ function duration(ms: number): string {
 
 /** How long a connection waits for the next message to its host. */
 const IDLE_CONNECTION_MS = 5_000;
+/** How long the end of a pass waits for its idle connections to close after QUIT. */
+const CLOSE_WAIT_MS = 2_000;
 /** How often expiry and delay warnings are checked. */
 const HOUSEKEEPING_MS = 30_000;
 
@@ -647,12 +743,6 @@ function isVerifyError(err: { code?: string; message: string }): boolean {
 function hasEightBit(buf: Buffer): boolean {
   for (const b of buf) if (b > 0x7f) return true;
   return false;
-}
-
-async function readAll(stream: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of stream) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
 }
 
 /** The header block of a queued message (bounded), for DSNs. */

@@ -31,8 +31,9 @@ export interface ApplianceInstance {
  * `config` gets the lines after hostname, data-dir, user (default root: nothing to chown), control socket
  * and `smtp authentication-results no`: the peers benchmarked (stock Postfix, OpenSMTPD) verify no
  * SPF/DKIM/DMARC, and the bench machine has no DNS, so like for like it is off unless `config` says yes.
+ * `nodeArgs` go before the script (e.g. `--cpu-prof --cpu-prof-dir DIR`).
  */
-export async function startAppliance(o: { dir: string; config: readonly string[]; started: Started; user?: string }): Promise<ApplianceInstance> {
+export async function startAppliance(o: { dir: string; config: readonly string[]; started: Started; user?: string; nodeArgs?: readonly string[] }): Promise<ApplianceInstance> {
   mkdirSync(o.dir, { recursive: true });
   const conf = join(o.dir, 'appliance.conf');
   const dataDir = join(o.dir, 'data');
@@ -42,7 +43,7 @@ export async function startAppliance(o: { dir: string; config: readonly string[]
   );
   const log = join(o.dir, 'appliance.log');
   const fd = openSync(log, 'a');
-  const child = o.started.track(spawn(NODE, [MAIN, 'start', '-c', conf], { stdio: ['ignore', fd, fd], detached: true, env: { ...process.env, APPLIANCE_CONFIG: '' } }));
+  const child = o.started.track(spawn(NODE, [...(o.nodeArgs ?? []), MAIN, 'start', '-c', conf], { stdio: ['ignore', fd, fd], detached: true, env: { ...process.env, APPLIANCE_CONFIG: '' } }));
   closeSync(fd);
   const until = Date.now() + 20_000;
   while (!readFileSync(log, 'utf8').includes('"appliance ready"')) {

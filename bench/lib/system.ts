@@ -95,15 +95,15 @@ export function freePort(): Promise<number> {
 }
 
 /**
- * Waits until 127.0.0.1:port sends a greeting line starting with `expect`
+ * Waits until 127.0.0.1:port (or host:port) sends a greeting line starting with `expect`
  * (`220` for SMTP, `* OK` for IMAP), then hangs up politely.
  */
-export async function waitForGreeting(port: number, timeoutMs: number, opts: { alive?: () => boolean; expect?: string; quit?: string } = {}): Promise<void> {
+export async function waitForGreeting(port: number, timeoutMs: number, opts: { alive?: () => boolean; expect?: string; quit?: string; host?: string } = {}): Promise<void> {
   const expect = opts.expect ?? '220';
   const until = Date.now() + timeoutMs;
   for (;;) {
     const ok = await new Promise<boolean>((res) => {
-      const s = connect({ host: LOOPBACK, port });
+      const s = connect({ host: opts.host ?? LOOPBACK, port });
       let buf = '';
       const t = setTimeout(() => {
         s.destroy();
@@ -124,7 +124,7 @@ export async function waitForGreeting(port: number, timeoutMs: number, opts: { a
     });
     if (ok) return;
     if (opts.alive && !opts.alive()) throw new Error('the server exited before it answered');
-    if (Date.now() > until) throw new Error(`no greeting on ${LOOPBACK}:${port} within ${timeoutMs / 1000} s`);
+    if (Date.now() > until) throw new Error(`no greeting on ${opts.host ?? LOOPBACK}:${port} within ${timeoutMs / 1000} s`);
     await sleep(100);
   }
 }

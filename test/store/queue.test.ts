@@ -158,6 +158,48 @@ t.test('a 5 MB body, from a Buffer and from a stream, in chunks of at most CHUNK
   t.ok(sizes.length > 1 && Math.max(...sizes) <= CHUNK_SIZE);
 });
 
+t.test('bodyOf: the whole body in one read, the same bytes as body(); gone after remove', async (t) => {
+  const { queue } = await open(t, t.testdir());
+  const big = randomBytes(3 * CHUNK_SIZE + 777);
+  const cases = [
+    Buffer.alloc(0),
+    Buffer.from('Subject: hi\r\n\r\nhello\r\n'),
+    randomBytes(CHUNK_SIZE),
+    big,
+  ];
+  for (const body of cases) {
+    const m = await queue.enqueue({ sender: 'a@example.org', recipients: [rcpt('b@example.net')], body });
+    const got = await queue.bodyOf(m);
+    t.ok(got.equals(body), `${body.length} bytes`);
+    t.ok(got.equals(await readBody(queue, m.id)), `${body.length} bytes: as body() streams it`);
+  }
+  // From a stream cut at odd sizes, chunks are still CHUNK_SIZE but the last.
+  const s = await queue.enqueue({ sender: 'a@example.org', recipients: [rcpt('b@example.net')], body: pieces(big, [1, 65_536, 300_000, 7]) });
+  t.ok((await queue.bodyOf(s)).equals(big), 'a streamed body');
+  t.ok(await queue.remove(s.id));
+  await t.rejects(queue.bodyOf(s), { name: 'QueueEntryNotFoundError' }, 'removed: not found');
+  const empty = await queue.enqueue({ sender: 'a@example.org', recipients: [rcpt('b@example.net')], body: Buffer.alloc(0) });
+  t.ok(await queue.remove(empty.id));
+  await t.rejects(queue.bodyOf(empty), { name: 'QueueEntryNotFoundError' }, 'removed empty body: not found');
+});
+
+t.test('claimDue: 300 due messages claimed in order with far fewer synced writes than claims', async (t) => {
+  let now = 1_000_000;
+  const { queue } = await open(t, t.testdir(), { now: () => now, random: () => 0.5 });
+  const ids: string[] = [];
+  for (let i = 0; i < 300; i++) ids.push((await queue.enqueue({ sender: 'a@example.org', recipients: [rcpt(`r${i}@d${i % 7}.example`)], body: Buffer.from(`m ${i}`) })).id);
+  now += 1000;
+  const before = queue.writeStats;
+  const claimed = await collect(queue.claimDue(now));
+  const after = queue.writeStats;
+  t.same(claimed.map((g) => g.message.id), ids, 'every message, oldest first');
+  t.ok(claimed.every((g) => g.recipients.length === 1 && g.recipients[0]!.attempts === 1 && g.recipients[0]!.nextAttempt === now + nextRetryDelay(1, () => 0.5)));
+  t.equal(after.commits - before.commits, 300, 'one commit per claim');
+  t.ok(after.batches - before.batches <= 30, `${after.batches - before.batches} synced writes for 300 claims`);
+  t.same(await collect(queue.claimDue(now)), [], 'claimed: nothing due any more');
+  for (const id of ids) t.equal((await queue.get(id))!.recipients[0]!.attempts, 1, 'recorded');
+});
+
 t.test('ids: unique and sortable over 1000 enqueues', async (t) => {
   const clock = { now: 1_750_000_000_000 };
   const root = t.testdir();
